@@ -1,0 +1,238 @@
+//! The admin listener: metrics, the JSON API and the drain switch, behind a
+//! bearer token when one is configured.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Secret;
+use crate::health::{HealthBoard, Measurement, Status};
+use crate::lifecycle::Lifecycle;
+use crate::metrics::{Metrics, PROMETHEUS_TEXT};
+
+use super::public::json_error;
+
+/// What the admin handlers read.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The checks' results.
+    pub board: Arc<HealthBoard>,
+    /// Drain state.
+    pub lifecycle: Arc<Lifecycle>,
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
+    /// Required bearer token, if any.
+    pub token: Option<Secret>,
+    /// How long a drain lasts before exit.
+    pub drain_period: Duration,
+}
+
+/// The admin HTTP server.
+#[derive(Debug)]
+pub struct AdminServer {
+    router: Router,
+}
+
+impl AdminServer {
+    /// Builds the server.
+    pub fn new(state: AdminState) -> Self {
+        Self {
+            router: router(state),
+        }
+    }
+
+    /// Serves until `cancel` fires.
+    pub async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        cancel: CancellationToken,
+    ) -> std::io::Result<()> {
+        super::serve_http(listener, self.router, cancel).await
+    }
+}
+
+/// The admin routes, separate from the socket so tests can call them directly.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/health", get(health_detail))
+        .route("/api/v1/health/history", get(health_history))
+        .route("/admin/drain", post(start_drain).delete(stop_drain))
+        .fallback(|| async {
+            json_error(
+                StatusCode::NOT_FOUND,
+                "not found: see GET / for the admin endpoints",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut response = json_error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <admin.token>)",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"telltale-admin\""),
+        );
+        response
+    }
+}
+
+async fn index() -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "service": "telltale",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": {
+            "GET /metrics": "Prometheus metrics",
+            "GET /api/v1/health": "every check with its status, measurements and hysteresis",
+            "GET /api/v1/health/history": "recent status transitions",
+            "POST /admin/drain": "drain, then exit after the drain period (?exit=false: drain until DELETE)",
+            "DELETE /admin/drain": "end a drain started with ?exit=false",
+        }
+    }))
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROMETHEUS_TEXT),
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckDetail {
+    name: String,
+    kind: &'static str,
+    critical: bool,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+    measurements: Vec<MeasurementDetail>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
+    last_duration_ms: f64,
+}
+
+#[derive(Serialize)]
+struct MeasurementDetail {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+}
+
+impl From<&Measurement> for MeasurementDetail {
+    fn from(m: &Measurement) -> Self {
+        Self {
+            name: m.name,
+            value: m.value,
+            unit: m.unit,
+        }
+    }
+}
+
+async fn health_detail(State(state): State<AdminState>) -> impl IntoResponse {
+    let rendered = state.board.rendered();
+    let draining = state.lifecycle.is_draining();
+    let checks: Vec<CheckDetail> = state
+        .board
+        .results()
+        .iter()
+        .map(|r| CheckDetail {
+            name: r.name.clone(),
+            kind: r.kind.as_str(),
+            critical: r.critical,
+            status: r.status,
+            output: r.output.clone(),
+            measurements: r.measurements.iter().map(MeasurementDetail::from).collect(),
+            time: r
+                .time
+                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            last_duration_ms: r.last_duration.as_secs_f64() * 1e3,
+        })
+        .collect();
+    let ready = rendered.ready.status.is_success() && !draining;
+    axum::Json(serde_json::json!({
+        "ready": ready,
+        "draining": draining,
+        "exitScheduled": state.lifecycle.exit_scheduled(),
+        "started": humantime::format_rfc3339_millis(state.board.started()).to_string(),
+        "checks": checks,
+    }))
+}
+
+async fn health_history(State(state): State<AdminState>) -> impl IntoResponse {
+    let (transitions, dropped) = state.board.history();
+    axum::Json(serde_json::json!({ "transitions": transitions, "dropped": dropped }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainParams {
+    /// Exit after the drain period (default) or stay drained until `DELETE`.
+    #[serde(default = "exit_by_default")]
+    exit: bool,
+}
+
+fn exit_by_default() -> bool {
+    true
+}
+
+async fn start_drain(
+    State(state): State<AdminState>,
+    params: Result<Query<DrainParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "bad query: the only parameter is exit=true|false",
+        );
+    };
+    state.lifecycle.drain(params.exit);
+    let body = if params.exit {
+        serde_json::json!({ "draining": true, "exitAfterSeconds": state.drain_period.as_secs_f64() })
+    } else {
+        serde_json::json!({ "draining": true, "exitAfterSeconds": null })
+    };
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+}
+
+async fn stop_drain(State(state): State<AdminState>) -> Response {
+    if state.lifecycle.resume() {
+        axum::Json(serde_json::json!({ "draining": false })).into_response()
+    } else {
+        json_error(
+            StatusCode::CONFLICT,
+            "the agent is shutting down: a drain that ends in exit cannot be cancelled",
+        )
+    }
+}
