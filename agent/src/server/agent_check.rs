@@ -111,11 +111,14 @@ mod tests {
 
     #[test]
     fn drain_and_down_win_over_weight() {
-        assert_eq!(agent_check_line(true, true, 0.0, 10), "drain\n");
-        assert_eq!(agent_check_line(false, true, 0.0, 10), "drain\n");
+        assert_eq!(agent_check_line(true, true, 0.0, 10), "up drain\n");
+        assert_eq!(
+            agent_check_line(false, true, 0.0, 10),
+            "down drain #readiness failing\n"
+        );
         assert_eq!(
             agent_check_line(false, false, 0.0, 10),
-            "down #readiness failing\n"
+            "down ready #readiness failing\n"
         );
     }
 }

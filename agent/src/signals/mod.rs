@@ -1,6 +1,40 @@
 //! The four golden signals: latency, traffic and errors per service × route
-//! from entry spans, and saturation from the host and the apps' own metrics.
+//! from entry spans ([`SignalStore`]), and saturation from the host and the
+//! apps' own metrics ([`Saturation`]). [`SignalsObserver`] feeds both from the
+//! pipeline.
 
+mod entry;
+mod prom;
+mod ring;
+mod saturation;
 mod snapshot;
+mod store;
 
+use std::sync::Arc;
+
+pub use entry::{EntrySpan, UNKNOWN_SERVICE, entry_span, service_name};
+pub use saturation::{AppValue, HostSaturation, Saturation};
 pub use snapshot::{Latency, RouteSignals, Window};
+pub use store::{OVERFLOW, Point, RouteDetail, SignalStore, unix_now};
+
+use crate::ingest::Batch;
+use crate::pipeline::Observer;
+
+/// Feeds every accepted batch to the golden signals.
+#[derive(Debug, Clone)]
+pub struct SignalsObserver {
+    /// Latency, traffic, errors.
+    pub store: Arc<SignalStore>,
+    /// Saturation.
+    pub saturation: Arc<Saturation>,
+}
+
+impl Observer for SignalsObserver {
+    fn observe(&self, batch: &Batch) {
+        let now = unix_now();
+        match batch {
+            Batch::Traces(request) => self.store.observe_traces(request, now),
+            Batch::Metrics(request) => self.saturation.observe_metrics(request, now),
+        }
+    }
+}
