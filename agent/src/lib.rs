@@ -2,7 +2,10 @@
 //! from tests without starting a process. [`run`] binds the listeners, starts the
 //! background work and shuts it all down in stages with deadlines.
 
+pub mod alerts;
+pub mod api;
 pub mod config;
+pub mod export;
 pub mod health;
 pub mod host;
 pub mod ingest;
@@ -18,16 +21,18 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use alerts::{AlertEngine, AlertMetrics, Webhook};
 use config::ValidConfig;
 use health::HealthBoard;
 use host::HostLoad;
 use ingest::{HttpIngestState, IngestMetrics, IngestQueue, OtlpGrpcServer, OtlpHttpServer};
 use lifecycle::Lifecycle;
 use metrics::Metrics;
-use pipeline::Pipeline;
+use pipeline::{Observer, Pipeline};
 use server::{
     AdminServer, AdminState, AgentCheckServer, BoundListeners, PublicServer, PublicState,
 };
+use signals::{Saturation, SignalStore, SignalsObserver};
 
 /// How long checks get to stop after the listeners are closed.
 const CHECKS_STOP_DEADLINE: Duration = Duration::from_secs(2);
@@ -41,6 +46,9 @@ pub enum RunError {
     /// A listener failed while serving.
     #[error("a listener failed: {0}")]
     Serve(#[from] std::io::Error),
+    /// The upstream forwarding configuration cannot be used.
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
 }
 
 /// Requests from outside to stop: the first signal starts the drain, a second
@@ -68,6 +76,9 @@ pub async fn run_on(
     ensure_crypto_provider();
     let addrs = listeners.local_addrs();
     let mut registry = metrics::new_registry();
+    // Forwarding first: a configuration it cannot use stops start-up before
+    // anything runs.
+    let forwarder = start_forwarder(&config, &mut registry)?;
     let stop_work = CancellationToken::new();
 
     // Health: checks in the background, rendered for the public listener.
@@ -87,9 +98,69 @@ pub async fn run_on(
         ingest.retry_after,
         ingest_metrics.clone(),
     );
+
+    // Golden signals: the store and saturation read every batch; alert rules
+    // read them in turn.
+    let store = Arc::new(SignalStore::new(
+        config.raw.signals.max_series,
+        &mut registry,
+    ));
+    let saturation = Arc::new(Saturation::new(
+        config.raw.signals.saturation_gauges.clone(),
+        &mut registry,
+    ));
+    let mut background = vec![
+        saturation.spawn_host_sampler(Arc::clone(&load), stop_work.clone()),
+        signals::spawn_housekeeping(
+            Arc::clone(&store),
+            Arc::clone(&saturation),
+            stop_work.clone(),
+        ),
+    ];
+    let alert_metrics = AlertMetrics::register(&mut registry);
+    let webhook = match &config.raw.alerts.webhook {
+        Some(url) => match Webhook::spawn(
+            url.expose().clone(),
+            alert_metrics.clone(),
+            stop_work.clone(),
+        ) {
+            Ok(webhook) => Some(webhook),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the alert webhook client: alerts stay on the API and /metrics only");
+                None
+            }
+        },
+        None => None,
+    };
+    let alerts = Arc::new(AlertEngine::new(
+        &config.raw.alerts,
+        Arc::clone(&store),
+        Arc::clone(&saturation),
+        alert_metrics,
+        webhook,
+    ));
+    if !config.raw.alerts.rules.is_empty() {
+        background.push(alerts.spawn(config.raw.alerts.evaluate_every, stop_work.clone()));
+    }
+    let observers: Vec<Arc<dyn Observer>> = if ingest.discard {
+        tracing::warn!(
+            "ingest.discard is set: telemetry is decoded and dropped (benchmark baseline)"
+        );
+        Vec::new()
+    } else {
+        vec![Arc::new(SignalsObserver {
+            store: Arc::clone(&store),
+            saturation: Arc::clone(&saturation),
+        })]
+    };
+    // TODO(signals): pass `Some(store)` here once the signal store implements
+    // `export::SignalSource`; until then no golden signals go upstream.
+    export_golden_signals(forwarder.as_deref(), &config, None);
     let pipeline = Pipeline {
-        observers: Vec::new(),
-        sink: None,
+        observers,
+        sink: forwarder
+            .clone()
+            .map(|forwarder| forwarder as Arc<dyn pipeline::Sink>),
         delay: ingest.pipeline_delay,
         metrics: ingest_metrics,
     };
@@ -103,13 +174,21 @@ pub async fn run_on(
         lifecycle: Arc::clone(&lifecycle),
     });
     servers.spawn(public.serve(listeners.public, stop_listeners.clone()));
-    let admin = AdminServer::new(AdminState {
-        board: Arc::clone(&board),
-        lifecycle: Arc::clone(&lifecycle),
-        metrics: Arc::clone(&metrics),
-        token: config.raw.admin.token.clone(),
-        drain_period: config.raw.shutdown.drain_period,
+    let api = api::router(api::ApiState {
+        store: Arc::clone(&store),
+        saturation: Arc::clone(&saturation),
+        alerts: Arc::clone(&alerts),
     });
+    let admin = AdminServer::new(
+        AdminState {
+            board: Arc::clone(&board),
+            lifecycle: Arc::clone(&lifecycle),
+            metrics: Arc::clone(&metrics),
+            token: config.raw.admin.token.clone(),
+            drain_period: config.raw.shutdown.drain_period,
+        },
+        api,
+    );
     servers.spawn(admin.serve(listeners.admin, stop_listeners.clone()));
     if let Some(listener) = listeners.agent_check {
         let agent_check = AgentCheckServer::new(
@@ -176,6 +255,10 @@ pub async fn run_on(
     if tokio::time::timeout_at(deadline, pipeline).await.is_err() {
         tracing::warn!("the pipeline did not drain within the grace period");
     }
+    // The forwarder sends what the pipeline handed it, within the same deadline.
+    if let Some(forwarder) = &forwarder {
+        forwarder.shutdown(deadline).await;
+    }
 
     // Stage 3: stop background work; a check stuck on a frozen dependency is aborted.
     stop_work.cancel();
@@ -188,8 +271,42 @@ pub async fn run_on(
         checks.abort_all();
     }
     sampler.abort();
+    for task in background {
+        task.abort();
+    }
     tracing::info!("telltale agent stopped");
     Ok(())
+}
+
+/// The forwarder, when an upstream is configured; none under `ingest.discard`,
+/// which drops everything after the ingest queue.
+fn start_forwarder(
+    config: &ValidConfig,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Option<Arc<export::Forwarder>>, export::ExportError> {
+    let Some(upstream) = &config.raw.upstream else {
+        return Ok(None);
+    };
+    if config.raw.ingest.discard {
+        tracing::warn!("ingest.discard is set: nothing is forwarded upstream");
+        return Ok(None);
+    }
+    export::Forwarder::start(upstream, config.redactor.clone(), registry).map(Some)
+}
+
+/// Exports the golden signals from `source` when forwarding is on and
+/// `upstream.export_metrics` asks for it.
+fn export_golden_signals(
+    forwarder: Option<&export::Forwarder>,
+    config: &ValidConfig,
+    source: Option<Arc<dyn export::SignalSource>>,
+) {
+    if let (Some(forwarder), Some(upstream), Some(source)) =
+        (forwarder, &config.raw.upstream, source)
+        && upstream.export_metrics
+    {
+        forwarder.export_signals(source, upstream.metrics_interval);
+    }
 }
 
 /// A configured size as a byte count for this platform.
@@ -206,7 +323,7 @@ fn listener_failure(done: Result<std::io::Result<()>, tokio::task::JoinError>) -
 }
 
 /// rustls needs one process-wide crypto provider; ring is the one sqlx uses.
-fn ensure_crypto_provider() {
+pub(crate) fn ensure_crypto_provider() {
     // Fails only when a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

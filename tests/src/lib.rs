@@ -10,6 +10,7 @@
 //! message says how to install it: `tests/run.sh` installs and starts
 //! everything the tests need.
 
+pub mod admin;
 pub mod agent;
 pub mod apps;
 mod bins;

@@ -2,7 +2,7 @@
 //! partial success, and backpressure that refuses retryably and loses nothing
 //! it accepted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -10,40 +10,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use telltale_tests::admin::{metrics_text, wait_processed};
 use telltale_tests::agent::{AgentPorts, AgentProcess};
 use telltale_tests::otlp::{SpanSpec, Transport, export_all, exporter, metric_value};
 use tonic_types::StatusExt;
-
-async fn metrics_text(agent: &AgentProcess) -> String {
-    reqwest::get(agent.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// Waits until the pipeline has processed `expected` trace items.
-async fn wait_processed(agent: &AgentProcess, expected: f64) -> String {
-    let started = Instant::now();
-    loop {
-        let text = metrics_text(agent).await;
-        let processed = metric_value(
-            &text,
-            "telltale_ingest_processed_items_total",
-            &[("signal", "traces")],
-        )
-        .unwrap_or(0.0);
-        if processed >= expected {
-            return text;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "processed {processed} of {expected}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn request_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
@@ -114,7 +84,7 @@ async fn every_transport_with_and_without_gzip_delivers_every_span() {
                 .unwrap_or_else(|e| panic!("{service}: {e}"));
         }
     }
-    let text = wait_processed(&agent, sent as f64).await;
+    let text = wait_processed(&agent, "traces", sent as f64).await;
     let accepted = metric_value(
         &text,
         "telltale_ingest_accepted_items_total",
@@ -345,7 +315,7 @@ async fn invalid_spans_are_reported_through_partial_success_and_the_rest_kept() 
     let body = client.export(request).await.unwrap().into_inner();
     assert_eq!(body.partial_success.unwrap().rejected_spans, 2);
 
-    let text = wait_processed(&agent, 9.0).await;
+    let text = wait_processed(&agent, "traces", 9.0).await;
     assert_eq!(
         metric_value(
             &text,
@@ -474,7 +444,7 @@ async fn a_full_queue_refuses_retryably_and_loses_nothing_it_accepted() {
 
     // Everything accepted is processed: nothing accepted is lost.
     let accepted = f64::from((ok + grpc_ok) * 10);
-    let text = wait_processed(&agent, accepted).await;
+    let text = wait_processed(&agent, "traces", accepted).await;
     assert_eq!(
         metric_value(
             &text,

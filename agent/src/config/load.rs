@@ -395,14 +395,34 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
 /// The line where a dotted key is written, walking the parsed document.
 fn line_of_key(text: &str, key: &str) -> Option<usize> {
     let doc = DeTable::parse(text).ok()?;
-    let mut table = doc.get_ref();
+    let mut value = doc.get_ref();
     let mut found = None;
-    for segment in key.split('.') {
-        let (k, v) = table.get_key_value(segment)?;
+    let mut segments = key.split('.');
+    // Walk tables by key and arrays (of tables) by index: `alerts.rules.0.window`.
+    let mut next = segments.next();
+    'walk: while let Some(segment) = next {
+        let (k, v) = value.get_key_value(segment)?;
         found = Some(k.span().start);
-        match v.get_ref() {
-            DeValue::Table(t) => table = t,
-            _ => break,
+        let mut current = v.get_ref();
+        loop {
+            next = segments.next();
+            match current {
+                DeValue::Table(t) => {
+                    value = t;
+                    continue 'walk;
+                }
+                DeValue::Array(items) => {
+                    let Some(item) = next
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| items.get(i))
+                    else {
+                        break 'walk;
+                    };
+                    found = Some(item.span().start);
+                    current = item.get_ref();
+                }
+                _ => break 'walk,
+            }
         }
     }
     found.map(|offset| line_of_offset(text, offset))

@@ -43,10 +43,10 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Builds the server.
-    pub fn new(state: AdminState) -> Self {
+    /// Builds the server; `api` holds the capabilities' `/api/v1` routes.
+    pub fn new(state: AdminState, api: Router) -> Self {
         Self {
-            router: router(state),
+            router: router(state, api),
         }
     }
 
@@ -61,21 +61,23 @@ impl AdminServer {
 }
 
 /// The admin routes, separate from the socket so tests can call them directly.
-pub fn router(state: AdminState) -> Router {
+/// Every route, `api`'s included, sits behind the bearer token.
+pub fn router(state: AdminState, api: Router) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/api/v1/health", get(health_detail))
         .route("/api/v1/health/history", get(health_history))
         .route("/admin/drain", post(start_drain).delete(stop_drain))
+        .with_state(state.clone())
+        .merge(api)
         .fallback(|| async {
             json_error(
                 StatusCode::NOT_FOUND,
                 "not found: see GET / for the admin endpoints",
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state, require_token))
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
@@ -111,6 +113,10 @@ async fn index() -> impl IntoResponse {
             "GET /metrics": "Prometheus metrics",
             "GET /api/v1/health": "every check with its status, measurements and hysteresis",
             "GET /api/v1/health/history": "recent status transitions",
+            "GET /api/v1/services?window=1m|5m|15m|1h": "golden signals per service",
+            "GET /api/v1/services/{service}/routes?window=": "golden signals per route, with a chart per window bucket",
+            "GET /api/v1/saturation": "host CPU, memory, disks, load; app pools and configured gauges",
+            "GET /api/v1/alerts": "alert rules, instances pending or firing, recent transitions",
             "POST /admin/drain": "drain, then exit after the drain period (?exit=false: drain until DELETE)",
             "DELETE /admin/drain": "end a drain started with ?exit=false",
         }

@@ -15,6 +15,7 @@ use crate::config::ListenersConfig;
 
 pub use admin::{AdminServer, AdminState, router as admin_router};
 pub use agent_check::{AgentCheckServer, agent_check_line};
+pub(crate) use public::json_error;
 pub use public::{PublicServer, PublicState, router as public_router};
 
 /// A listener that could not be bound.

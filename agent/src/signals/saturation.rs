@@ -62,16 +62,25 @@ pub struct HostSaturation {
     pub cpu: f64,
     /// Memory in use (total minus available), 0–1.
     pub memory: f64,
-    /// Use of each mounted filesystem, 0–1, by mount point.
-    pub disks: Vec<(String, f64)>,
+    /// Use of each mounted filesystem.
+    pub disks: Vec<DiskUse>,
     /// Load averages over 1, 5 and 15 minutes.
     pub load: [f64; 3],
+}
+
+/// One mounted filesystem's use.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiskUse {
+    /// Where it is mounted.
+    pub mount: String,
+    /// Space used, 0–1.
+    pub utilization: f64,
 }
 
 impl HostSaturation {
     /// The fullest disk's use, 0–1.
     pub fn max_disk(&self) -> f64 {
-        self.disks.iter().map(|(_, used)| *used).fold(0.0, f64::max)
+        self.disks.iter().map(|d| d.utilization).fold(0.0, f64::max)
     }
 }
 
@@ -247,10 +256,10 @@ impl Saturation {
                         .filter(|d| d.total_space() > 0)
                         .map(|d| {
                             let used = d.total_space().saturating_sub(d.available_space());
-                            (
-                                d.mount_point().display().to_string(),
-                                ratio(used, d.total_space()),
-                            )
+                            DiskUse {
+                                mount: d.mount_point().display().to_string(),
+                                utilization: ratio(used, d.total_space()),
+                            }
                         })
                         .collect(),
                     load: System::load_average().map_or([0.0; 3], |l| [l.one, l.five, l.fifteen]),
@@ -264,12 +273,12 @@ impl Saturation {
         self.cpu.set(sample.cpu);
         self.memory.set(sample.memory);
         self.disk.clear();
-        for (mount, used) in &sample.disks {
+        for disk in &sample.disks {
             self.disk
                 .get_or_create(&MountLabels {
-                    mount: mount.clone(),
+                    mount: disk.mount.clone(),
                 })
-                .set(*used);
+                .set(disk.utilization);
         }
         for (period, value) in ["1m", "5m", "15m"].into_iter().zip(sample.load) {
             self.load.get_or_create(&PeriodLabels { period }).set(value);

@@ -72,6 +72,7 @@ pub struct Latency {
 
 /// The golden signals of one service × route over one window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RouteSignals {
     /// `service.name` of the resource.
     pub service: String,

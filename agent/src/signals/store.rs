@@ -48,7 +48,7 @@ pub struct SignalStore {
     max_series: usize,
     /// When the store started: windows longer than its age are not divided by
     /// time it was not running.
-    started: u64,
+    pub(crate) started: u64,
     metrics: RequestMetrics,
 }
 

@@ -49,6 +49,16 @@ impl Source<'_> {
                 "use a positive cap; the default is 10000",
             );
         }
+        if raw.alerts.evaluate_every < std::time::Duration::from_millis(100) {
+            return refuse(
+                "alerts.evaluate_every",
+                format!(
+                    "evaluate_every = {} is too short to be useful",
+                    humantime::format_duration(raw.alerts.evaluate_every)
+                ),
+                "use at least 100ms; the default is 10s",
+            );
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, rule) in raw.alerts.rules.iter().enumerate() {
             let key = format!("alerts.rules.{i}");

@@ -242,3 +242,22 @@ fn reserved_check_names_are_refused() {
     assert_eq!(err.key.as_deref(), Some("health.checks.ready"));
     assert_eq!(err.line(), Some(1));
 }
+
+#[test]
+fn bad_alert_rules_are_refused_with_their_key() {
+    let err = load("[alerts]\nevaluate_every = \"0s\"\n").unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("alerts.evaluate_every"));
+    assert_eq!(err.line(), Some(2));
+
+    let rule = "[[alerts.rules]]\nname = \"slow\"\nsignal = \"latency_p95\"\nabove = 0.5\n";
+    let err = load(&format!("{rule}window = \"2m\"\n")).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("alerts.rules.0.window"));
+    assert_eq!(err.line(), Some(5));
+
+    let err = load(&format!("{rule}{rule}")).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("alerts.rules.1.name"));
+
+    let err =
+        load("[[alerts.rules]]\nname = \"x\"\nsignal = \"latency_p42\"\nabove = 1\n").unwrap_err();
+    assert!(err.to_string().contains("latency_p42"), "{err}");
+}

@@ -165,7 +165,16 @@ fn host_samples_are_published_as_gauges() {
     saturation.publish_host(HostSaturation {
         cpu: 0.5,
         memory: 0.25,
-        disks: vec![("/".into(), 0.8), ("/data".into(), 0.9)],
+        disks: vec![
+            DiskUse {
+                mount: "/".into(),
+                utilization: 0.8,
+            },
+            DiskUse {
+                mount: "/data".into(),
+                utilization: 0.9,
+            },
+        ],
         load: [1.0, 2.0, 3.0],
     });
     assert!((saturation.host().max_disk() - 0.9).abs() < 1e-12);

@@ -1,55 +1,10 @@
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::*;
+use crate::signals::testdata::{request, span};
 
 const NOW: u64 = 1_800_000_000;
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..KeyValue::default()
-    }
-}
-
-fn span(kind: SpanKind, route: &str, millis: u64, status: i64) -> Span {
-    Span {
-        name: format!("GET {route}"),
-        kind: kind as i32,
-        start_time_unix_nano: 1,
-        end_time_unix_nano: 1 + millis * 1_000_000,
-        attributes: vec![
-            kv("http.route", any_value::Value::StringValue(route.into())),
-            kv(
-                "http.response.status_code",
-                any_value::Value::IntValue(status),
-            ),
-        ],
-        ..Span::default()
-    }
-}
-
-fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv(
-                    "service.name",
-                    any_value::Value::StringValue(service.into()),
-                )],
-                ..Resource::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    }
-}
 
 fn store(max_series: usize) -> (SignalStore, Registry) {
     let mut registry = Registry::default();
