@@ -153,9 +153,13 @@ pub async fn run_on(
             saturation: Arc::clone(&saturation),
         })]
     };
-    // TODO(signals): pass `Some(store)` here once the signal store implements
-    // `export::SignalSource`; until then no golden signals go upstream.
-    export_golden_signals(forwarder.as_deref(), &config, None);
+    // The golden signals go upstream too, read from the store as OTLP metrics.
+    let signal_store = Arc::clone(&store);
+    export_golden_signals(
+        forwarder.as_deref(),
+        &config,
+        Arc::new(move |window| signal_store.snapshot(window, signals::unix_now())),
+    );
     let pipeline = Pipeline {
         observers,
         sink: forwarder
@@ -299,10 +303,9 @@ fn start_forwarder(
 fn export_golden_signals(
     forwarder: Option<&export::Forwarder>,
     config: &ValidConfig,
-    source: Option<Arc<dyn export::SignalSource>>,
+    source: Arc<dyn export::SignalSource>,
 ) {
-    if let (Some(forwarder), Some(upstream), Some(source)) =
-        (forwarder, &config.raw.upstream, source)
+    if let (Some(forwarder), Some(upstream)) = (forwarder, &config.raw.upstream)
         && upstream.export_metrics
     {
         forwarder.export_signals(source, upstream.metrics_interval);

@@ -103,8 +103,16 @@ impl Forwarder {
                 }
             }
         }
-        self.traces.close();
-        self.metrics.close();
+        let traces = self.traces.close();
+        let metrics = self.metrics.close();
+        if traces + metrics > 0 {
+            tracing::warn!(
+                spans = traces,
+                data_points = metrics,
+                endpoint = %self.endpoint,
+                "not delivered upstream: dropped at shutdown"
+            );
+        }
     }
 
     fn sender<P: Exportable>(

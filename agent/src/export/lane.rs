@@ -107,8 +107,8 @@ impl<P: Payload> Lane<P> {
     }
 
     /// Closes the lane: whatever is left, in flight included, is counted as
-    /// dropped at shutdown, and so is anything offered later.
-    pub(crate) fn close(&self) {
+    /// dropped at shutdown (and returned), and so is anything offered later.
+    pub(crate) fn close(&self) -> u64 {
         let (items, payloads) = {
             let mut state = self.lock();
             state.closed = true;
@@ -120,6 +120,7 @@ impl<P: Payload> Lane<P> {
             .dropped(P::SIGNAL, DropReason::Shutdown, items);
         drop(payloads);
         self.wake.notify_one();
+        items
     }
 
     /// `false` when the batch had been evicted: counted already.

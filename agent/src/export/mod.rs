@@ -30,6 +30,17 @@ pub trait SignalSource: Send + Sync + 'static {
     fn snapshot(&self, window: Window) -> Vec<RouteSignals>;
 }
 
+/// Any function of the window is a source: `run_on` wires the signal store
+/// as `move |window| store.snapshot(window, unix_now())`.
+impl<F> SignalSource for F
+where
+    F: Fn(Window) -> Vec<RouteSignals> + Send + Sync + 'static,
+{
+    fn snapshot(&self, window: Window) -> Vec<RouteSignals> {
+        self(window)
+    }
+}
+
 /// Why an upstream configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
