@@ -13,7 +13,8 @@ use crate::ingest::Signal;
 /// Why forwarded items were given up on (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
-    /// The retry queue was full: the oldest requests made room for new ones.
+    /// The retry queue was full: the oldest requests made room for new ones
+    /// (or one request was bigger than the whole queue).
     QueueFull,
     /// The upstream refused them for good (invalid, too large, partial success).
     Rejected,
