@@ -11,10 +11,10 @@ use std::collections::hash_map::Entry;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 
 use crate::ingest::Signal;
+use crate::ingest::validate::data_points;
 
 /// An OTLP export request the forwarder can queue, merge and send.
 pub(crate) trait Payload: Message + Default + Clone + Send + Sync + 'static {
@@ -87,18 +87,6 @@ impl Payload for ExportMetricsServiceRequest {
     }
 }
 
-fn data_points(data: Option<&Data>) -> u64 {
-    let count = match data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    };
-    count as u64
-}
-
 /// What makes two resources (or scopes) the same: their encoded form and
 /// schema URL. Comparing encodings through a hash map keeps merging linear
 /// however many distinct resources a batch holds.
@@ -140,6 +128,7 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::{
         AnyValue, InstrumentationScope, KeyValue, any_value,
     };
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     use opentelemetry_proto::tonic::metrics::v1::{
         Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
     };

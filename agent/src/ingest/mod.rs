@@ -10,7 +10,7 @@ mod grpc;
 mod http;
 mod metrics;
 mod queue;
-mod validate;
+pub(crate) mod validate;
 
 pub use accept::{OtlpRequest, accept};
 pub use decode::{DecodeError, Encoding};

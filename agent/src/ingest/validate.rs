@@ -111,7 +111,8 @@ pub fn validate_metrics(request: &mut ExportMetricsServiceRequest) -> Validated 
     }
 }
 
-fn data_points(data: Option<&Data>) -> u64 {
+/// Data points in one metric, whatever its type.
+pub(crate) fn data_points(data: Option<&Data>) -> u64 {
     let count = match data {
         Some(Data::Gauge(g)) => g.data_points.len(),
         Some(Data::Sum(s)) => s.data_points.len(),

@@ -85,7 +85,7 @@ fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value:
         .and_then(|v: &AnyValue| v.value.as_ref())
 }
 
-fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
+pub(crate) fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
     match attribute(attributes, key)? {
         any_value::Value::StringValue(s) => Some(s),
         _ => None,

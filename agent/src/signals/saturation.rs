@@ -19,7 +19,7 @@ use serde::Serialize;
 use sysinfo::{DiskRefreshKind, Disks, MemoryRefreshKind, RefreshKind, System};
 use tokio_util::sync::CancellationToken;
 
-use super::entry::service_name;
+use super::entry::{service_name, string_attribute};
 use crate::host::HostLoad;
 
 /// How often the host is sampled.
@@ -452,17 +452,6 @@ fn number(point: &NumberDataPoint) -> f64 {
         Some(number_data_point::Value::AsInt(i)) => i as f64,
         None => 0.0,
     }
-}
-
-fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-        .and_then(|v| match v {
-            any_value::Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        })
 }
 
 fn render_attributes(attributes: &[KeyValue]) -> String {
