@@ -120,7 +120,7 @@ p2=$(pings)
 AGENT_OUT=$(run_wrk "http://127.0.0.1:$PUBLIC/health")
 p3=$(pings)
 LOADED_RSS_KIB=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT/status")
-kill -INT "$AGENT"; kill -INT "$AGENT" 2>/dev/null || true   # second signal skips the drain
+kill -INT "$AGENT"; sleep 0.5; kill -INT "$AGENT" 2>/dev/null || true   # the second skips the drain
 wait "$AGENT" 2>/dev/null || true
 AGENT_RAN=$(python3 -c "import time; print(f'{time.time() - $AGENT_STARTED:.1f}')")
 sleep 1

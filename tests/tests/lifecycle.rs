@@ -311,6 +311,12 @@ async fn embedded_default_runs_with_env_overrides_only() {
     assert!(body["checks"]["disk:utilization"].is_array(), "{body}");
     assert!(body["checks"]["memory:utilization"].is_array(), "{body}");
     agent.signal(Signal::SIGTERM).unwrap();
+    // Two signals sent back to back may arrive as one (pending signals
+    // coalesce): send the second once the first has started the drain.
+    agent
+        .wait_for_log("draining before exit", Duration::from_secs(5))
+        .await
+        .expect("the first SIGTERM starts the drain");
     agent.signal(Signal::SIGTERM).unwrap();
     assert!(
         agent
