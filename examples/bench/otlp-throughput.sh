@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# OTLP ingest throughput: the full pipeline (decode, validate, golden signals)
+# beside a decode-and-discard baseline built from the same receiver code
+# (`ingest.discard = true`), then a steady 10,000 spans/s with the agent's CPU
+# and memory, then many small requests (1 span each). Loopback only.
+#
+#   bash examples/bench/otlp-throughput.sh                  # 10 s per phase
+#   DURATION=30s CONNECTIONS=8 bash examples/bench/otlp-throughput.sh
+#
+# Prints a markdown report for BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-4}
+PROTOCOL=${PROTOCOL:-grpc}
+
+cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen
+AGENT_BIN=target/release/telltale
+LOADGEN=target/release/telltale-loadgen
+
+WORK=$(mktemp -d)
+AGENT=
+stop_agent() {
+    if [ -n "$AGENT" ]; then
+        kill -INT "$AGENT" 2>/dev/null || true; sleep 0.3; kill -INT "$AGENT" 2>/dev/null || true
+        wait "$AGENT" 2>/dev/null || true
+        AGENT=
+    fi
+}
+trap 'stop_agent; rm -rf "$WORK"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts an agent with extra config; sets AGENT and ENDPOINT.
+start_agent() {
+    local public admin grpc http
+    public=$(free_port); admin=$(free_port); grpc=$(free_port); http=$(free_port)
+    cat >"$WORK/agent.toml" <<EOF
+[listeners]
+public = "127.0.0.1:$public"
+admin = "127.0.0.1:$admin"
+otlp_grpc = "127.0.0.1:$grpc"
+otlp_http = "127.0.0.1:$http"
+[health.checks.mem]
+kind = "memory"
+$1
+EOF
+    "$AGENT_BIN" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
+    AGENT=$!
+    ADMIN="http://127.0.0.1:$admin"
+    if [ "$PROTOCOL" = grpc ]; then ENDPOINT="http://127.0.0.1:$grpc"; else ENDPOINT="http://127.0.0.1:$http"; fi
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$public/health/live" >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "agent did not start:"; cat "$WORK/agent.log"; exit 1
+}
+
+# CPU seconds (user + system) the agent has used so far.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$AGENT/stat"; }
+rss_mib() { awk -v k="$1" '$1 == k":" {printf "%.1f", $2 / 1024}' "/proc/$AGENT/status"; }
+
+# Runs the load generator; prints its JSON report; records the agent's CPU use.
+load() {
+    local before after
+    before=$(cpu_seconds)
+    "$LOADGEN" --protocol "$PROTOCOL" --endpoint "$ENDPOINT" --duration "$DURATION" "$@" >"$WORK/report.json"
+    after=$(cpu_seconds)
+    CPU_PERCENT=$(python3 -c "import json; r=json.load(open('$WORK/report.json')); print(f'{($after - $before) / r[\"seconds\"] * 100:.1f}')")
+}
+field() { python3 -c "import json; r=json.load(open('$WORK/report.json')); v=r$1; print(f'{v:.0f}' if isinstance(v, float) else v)"; }
+processed() { curl -fs "$ADMIN/metrics" | awk '/^telltale_ingest_processed_items_total\{signal="traces"\}/ {print $2}'; }
+
+row() { # label
+    echo "| $1 | $(field "['accepted_spans_per_second']") | $(field "['requests_per_second']") | $(field "['requests_refused']") | ${CPU_PERCENT} % | $(python3 -c "import json; r=json.load(open('$WORK/report.json')); print(f\"{r['latency_ms']['p50']:.2f} / {r['latency_ms']['p99']:.2f}\")") |"
+}
+
+echo "### OTLP ingest — $(date -u +%Y-%m-%d), $(nproc) cores, $PROTOCOL, $CONNECTIONS connections, $DURATION per phase"
+echo
+echo "| phase | accepted spans/s | requests/s | refused requests | agent CPU (of one core) | request ms p50 / p99 |"
+echo "|---|---:|---:|---:|---:|---:|"
+
+start_agent "[ingest]
+discard = true"
+load --spans-per-request 100 --connections "$CONNECTIONS"
+DISCARD_RATE=$(field "['accepted_spans_per_second']")
+row "decode and discard, 100 spans/request, flat out"
+stop_agent
+
+start_agent ""
+load --spans-per-request 100 --connections "$CONNECTIONS"
+FULL_RATE=$(field "['accepted_spans_per_second']")
+row "full pipeline, 100 spans/request, flat out"
+FULL_PROCESSED=$(processed)
+FULL_ACCEPTED=$(field "['spans_accepted']")
+FULL_RSS=$(rss_mib VmHWM)
+stop_agent
+
+start_agent ""
+sleep 2
+IDLE_RSS=$(rss_mib VmRSS)
+load --spans-per-request 100 --connections 2 --rate 10000
+STEADY_CPU=$CPU_PERCENT
+row "full pipeline, steady 10,000 spans/s"
+STEADY_RSS=$(rss_mib VmHWM)
+
+load --spans-per-request 1 --connections "$CONNECTIONS"
+row "full pipeline, 1 span/request, flat out"
+SMALL_RSS=$(rss_mib VmHWM)
+stop_agent
+
+echo
+echo "- full pipeline / decode-only: **$(python3 -c "print(f'{$FULL_RATE / $DISCARD_RATE:.2f}')")** ($FULL_RATE vs $DISCARD_RATE spans/s)"
+echo "- every accepted span processed (flat-out run): accepted $FULL_ACCEPTED, processed ${FULL_PROCESSED:-?} when measured"
+echo "- steady 10,000 spans/s: agent CPU $STEADY_CPU % of one core; RSS idle $IDLE_RSS MiB, peak $STEADY_RSS MiB (peak over the 1-span phase too: $SMALL_RSS MiB)"
+echo "- flat-out peak RSS: $FULL_RSS MiB"
