@@ -47,3 +47,32 @@ pub async fn wait_processed(agent: &AgentProcess, signal: &str, expected: f64) -
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An agent on free ports with a memory check (no external service) and
+/// `extra` TOML appended, for tests about telemetry rather than health.
+pub async fn telemetry_agent(extra: &str) -> AgentProcess {
+    let ports = crate::agent::AgentPorts::pick();
+    let config = format!(
+        "{}[health.checks.mem]\nkind = \"memory\"\n{extra}",
+        ports.listeners_toml(false)
+    );
+    AgentProcess::spawn(&config, &ports).await.expect("agent")
+}
+
+/// Every exporter setting a round-trip test covers: each transport, with and
+/// without gzip, with a service name of its own (`{prefix}-{transport}-{gzip}`).
+pub fn exporter_settings(prefix: &str) -> Vec<(crate::otlp::Transport, bool, String)> {
+    crate::otlp::Transport::ALL
+        .into_iter()
+        .flat_map(|transport| {
+            [false, true].into_iter().map(move |gzip| {
+                let service = format!(
+                    "{prefix}-{}-{}",
+                    transport.name(),
+                    if gzip { "gzip" } else { "plain" }
+                );
+                (transport, gzip, service)
+            })
+        })
+        .collect()
+}

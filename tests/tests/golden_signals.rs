@@ -17,19 +17,12 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use telltale_tests::admin::{api_json, metrics_text, wait_processed};
+use telltale_tests::admin::{
+    api_json, exporter_settings, metrics_text, telemetry_agent, wait_processed,
+};
 use telltale_tests::agent::{AgentPorts, AgentProcess};
 use telltale_tests::otlp::{SpanSpec, Transport, export_all, exporter, metric_value};
 use tokio::sync::mpsc;
-
-async fn agent_with(extra: &str) -> AgentProcess {
-    let ports = AgentPorts::pick();
-    let config = format!(
-        "{}[health.checks.mem]\nkind = \"memory\"\n{extra}",
-        ports.listeners_toml(false)
-    );
-    AgentProcess::spawn(&config, &ports).await.expect("agent")
-}
 
 /// The value at rank ⌊q·(n−1)⌋ of the sorted sample: the definition the
 /// agent's quantile sketch approximates.
@@ -50,121 +43,113 @@ fn duration_of(i: u64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signals_show_exactly_what_every_transport_sent() {
-    let agent = agent_with("").await;
+    let agent = telemetry_agent("").await;
     let ports = agent.agent_ports().expect("ports");
     let requests = 600_u64;
     let mut processed = 0.0;
-    for transport in Transport::ALL {
-        for gzip in [false, true] {
-            let service = format!(
-                "gs-{}-{}",
-                transport.name(),
-                if gzip { "gzip" } else { "plain" }
-            );
-            let exporter = exporter(transport, ports.otlp_grpc, ports.otlp_http, gzip, &service)
-                .expect("exporter");
-            let mut spans = Vec::new();
-            let mut failed = 0;
-            for i in 0..requests {
-                let id = i + 1;
-                let mut span = SpanSpec::server(u128::from(id), id, "/orders/{id}", duration_of(i));
-                if i % 10 == 0 {
-                    span = span.error();
-                    failed += 1;
-                } else if i % 25 == 1 {
-                    // A 5xx without an ERROR status still counts, under the old name too.
-                    span = span
-                        .without("http.response.status_code")
-                        .attr(KeyValue::new("http.status_code", 503));
-                    failed += 1;
-                }
-                spans.push(span.build());
-                // Children are not entries: they must not count.
-                spans.push(
-                    SpanSpec::client(
-                        u128::from(id),
-                        id + 100_000,
-                        id,
-                        "SELECT",
-                        Duration::from_millis(1),
-                    )
-                    .build(),
-                );
+    for (transport, gzip, service) in exporter_settings("gs") {
+        let exporter = exporter(transport, ports.otlp_grpc, ports.otlp_http, gzip, &service)
+            .expect("exporter");
+        let mut spans = Vec::new();
+        let mut failed = 0;
+        for i in 0..requests {
+            let id = i + 1;
+            let mut span = SpanSpec::server(u128::from(id), id, "/orders/{id}", duration_of(i));
+            if i % 10 == 0 {
+                span = span.error();
+                failed += 1;
+            } else if i % 25 == 1 {
+                // A 5xx without an ERROR status still counts, under the old name too.
+                span = span
+                    .without("http.response.status_code")
+                    .attr(KeyValue::new("http.status_code", 503));
+                failed += 1;
             }
-            for i in 0..20 {
-                let id = 500_000 + i;
-                let consumer =
-                    SpanSpec::server(u128::from(id), id, "unused", Duration::from_millis(2))
-                        .kind(SpanKind::Consumer)
-                        .without("http.route");
-                spans.push(consumer.build());
-            }
-            processed += spans.len() as f64;
-            export_all(&exporter, spans, 100)
-                .await
-                .unwrap_or_else(|e| panic!("{service}: {e}"));
-            let text = wait_processed(&agent, "traces", processed).await;
-
-            let (status, body) = api_json(
-                &agent,
-                &format!("/api/v1/services/{service}/routes?window=5m"),
-            )
-            .await;
-            assert_eq!(status, 200, "{body}");
-            let routes = body["routes"].as_array().expect("routes");
-            assert_eq!(routes.len(), 2, "{body}");
-            let orders = &routes[0];
-            assert_eq!(orders["route"], "/orders/{id}");
-            assert_eq!(orders["requests"], requests, "{service}");
-            assert_eq!(orders["errors"], failed, "{service}");
-            #[allow(clippy::cast_precision_loss)]
-            let ratio = failed as f64 / requests as f64;
-            assert!(
-                (orders["errorRatio"].as_f64().unwrap() - ratio).abs() < 1e-12,
-                "{orders}"
-            );
-
-            let mut sorted: Vec<f64> = (0..requests)
-                .map(|i| duration_of(i).as_secs_f64())
-                .collect();
-            sorted.sort_by(f64::total_cmp);
-            for (q, key) in [(0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99")] {
-                let exact = exact_quantile(&sorted, q);
-                let got = orders["latency"][key].as_f64().expect("quantile");
-                assert!(
-                    (got - exact).abs() / exact <= 0.01,
-                    "{service} {key}: {got} vs exact {exact}"
-                );
-            }
-            // The consumer span has no http.route: its name is the route.
-            assert_eq!(routes[1]["route"], "GET unused");
-            assert_eq!(routes[1]["requests"], 20);
-            assert!(!orders["points"].as_array().unwrap().is_empty());
-
-            let labels = [("service", service.as_str()), ("route", "/orders/{id}")];
-            #[allow(clippy::cast_precision_loss)]
-            let (requests_f, failed_f) = (requests as f64, failed as f64);
-            assert_eq!(
-                metric_value(&text, "telltale_requests_total", &labels),
-                Some(requests_f),
-                "{text}"
-            );
-            assert_eq!(
-                metric_value(&text, "telltale_request_errors_total", &labels),
-                Some(failed_f)
-            );
-            assert_eq!(
-                metric_value(&text, "telltale_request_duration_seconds_count", &labels),
-                Some(requests_f)
-            );
-            let five_xx = [("service", service.as_str()), ("status_class", "5xx")];
-            #[allow(clippy::cast_precision_loss)]
-            let old_name_5xx = (0..requests).filter(|i| i % 10 != 0 && i % 25 == 1).count() as f64;
-            assert_eq!(
-                metric_value(&text, "telltale_requests_total", &five_xx),
-                Some(old_name_5xx)
+            spans.push(span.build());
+            // Children are not entries: they must not count.
+            spans.push(
+                SpanSpec::client(
+                    u128::from(id),
+                    id + 100_000,
+                    id,
+                    "SELECT",
+                    Duration::from_millis(1),
+                )
+                .build(),
             );
         }
+        for i in 0..20 {
+            let id = 500_000 + i;
+            let consumer = SpanSpec::server(u128::from(id), id, "unused", Duration::from_millis(2))
+                .kind(SpanKind::Consumer)
+                .without("http.route");
+            spans.push(consumer.build());
+        }
+        processed += spans.len() as f64;
+        export_all(&exporter, spans, 100)
+            .await
+            .unwrap_or_else(|e| panic!("{service}: {e}"));
+        let text = wait_processed(&agent, "traces", processed).await;
+
+        let (status, body) = api_json(
+            &agent,
+            &format!("/api/v1/services/{service}/routes?window=5m"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let routes = body["routes"].as_array().expect("routes");
+        assert_eq!(routes.len(), 2, "{body}");
+        let orders = &routes[0];
+        assert_eq!(orders["route"], "/orders/{id}");
+        assert_eq!(orders["requests"], requests, "{service}");
+        assert_eq!(orders["errors"], failed, "{service}");
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = failed as f64 / requests as f64;
+        assert!(
+            (orders["errorRatio"].as_f64().unwrap() - ratio).abs() < 1e-12,
+            "{orders}"
+        );
+
+        let mut sorted: Vec<f64> = (0..requests)
+            .map(|i| duration_of(i).as_secs_f64())
+            .collect();
+        sorted.sort_by(f64::total_cmp);
+        for (q, key) in [(0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99")] {
+            let exact = exact_quantile(&sorted, q);
+            let got = orders["latency"][key].as_f64().expect("quantile");
+            assert!(
+                (got - exact).abs() / exact <= 0.01,
+                "{service} {key}: {got} vs exact {exact}"
+            );
+        }
+        // The consumer span has no http.route: its name is the route.
+        assert_eq!(routes[1]["route"], "GET unused");
+        assert_eq!(routes[1]["requests"], 20);
+        assert!(!orders["points"].as_array().unwrap().is_empty());
+
+        let labels = [("service", service.as_str()), ("route", "/orders/{id}")];
+        #[allow(clippy::cast_precision_loss)]
+        let (requests_f, failed_f) = (requests as f64, failed as f64);
+        assert_eq!(
+            metric_value(&text, "telltale_requests_total", &labels),
+            Some(requests_f),
+            "{text}"
+        );
+        assert_eq!(
+            metric_value(&text, "telltale_request_errors_total", &labels),
+            Some(failed_f)
+        );
+        assert_eq!(
+            metric_value(&text, "telltale_request_duration_seconds_count", &labels),
+            Some(requests_f)
+        );
+        let five_xx = [("service", service.as_str()), ("status_class", "5xx")];
+        #[allow(clippy::cast_precision_loss)]
+        let old_name_5xx = (0..requests).filter(|i| i % 10 != 0 && i % 25 == 1).count() as f64;
+        assert_eq!(
+            metric_value(&text, "telltale_requests_total", &five_xx),
+            Some(old_name_5xx)
+        );
     }
 
     let (status, body) = api_json(&agent, "/api/v1/services").await;
@@ -224,7 +209,7 @@ async fn send_distinct_routes(ports: &AgentPorts, first: u64, count: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_thousand_routes_stay_within_the_series_cap() {
-    let agent = agent_with("[signals]\nmax_series = 10000\n").await;
+    let agent = telemetry_agent("[signals]\nmax_series = 10000\n").await;
     let ports = agent.agent_ports().expect("ports");
     send_distinct_routes(&ports, 1, 100_000).await;
     let text = wait_processed(&agent, "traces", 100_000.0).await;
@@ -299,7 +284,7 @@ fn up_down_counter(name: &str, points: Vec<(i64, Vec<ProtoKeyValue>)>) -> Metric
 
 #[tokio::test(flavor = "multi_thread")]
 async fn app_pool_and_configured_gauges_show_as_saturation() {
-    let agent = agent_with("[signals]\nsaturation_gauges = [\"queue.depth\"]\n").await;
+    let agent = telemetry_agent("[signals]\nsaturation_gauges = [\"queue.depth\"]\n").await;
     let ports = agent.agent_ports().expect("ports");
     let pool = || attribute("db.client.connection.pool.name", "main");
     let request = ExportMetricsServiceRequest {
@@ -393,7 +378,7 @@ async fn an_error_ratio_rule_fires_on_the_api_metrics_and_webhook() {
         .with_state(tx);
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
-    let agent = agent_with(&format!(
+    let agent = telemetry_agent(&format!(
         "[alerts]\nevaluate_every = \"200ms\"\nwebhook = \"{hook}\"\n[[alerts.rules]]\nname = \"checkout-errors\"\nsignal = \"error_ratio\"\nabove = 0.05\nfor = \"0s\"\nservice = \"checkout\"\n"
     ))
     .await;

@@ -10,9 +10,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use telltale_tests::admin::{metrics_text, wait_processed};
-use telltale_tests::agent::{AgentPorts, AgentProcess};
-use telltale_tests::otlp::{SpanSpec, Transport, export_all, exporter, metric_value};
+use telltale_tests::admin::{exporter_settings, metrics_text, telemetry_agent, wait_processed};
+
+use telltale_tests::otlp::{SpanSpec, export_all, exporter, metric_value};
 use tonic_types::StatusExt;
 
 fn request_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
@@ -44,45 +44,29 @@ fn raw_span(n: u64, valid: bool) -> Span {
     }
 }
 
-async fn agent_with(extra: &str) -> AgentProcess {
-    let ports = AgentPorts::pick();
-    let config = format!(
-        "{}[health.checks.mem]\nkind = \"memory\"\n{extra}",
-        ports.listeners_toml(false)
-    );
-    AgentProcess::spawn(&config, &ports).await.expect("agent")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_transport_with_and_without_gzip_delivers_every_span() {
-    let agent = agent_with("").await;
+    let agent = telemetry_agent("").await;
     let ports = agent.agent_ports().expect("ports");
     let mut sent = 0usize;
-    for transport in Transport::ALL {
-        for gzip in [false, true] {
-            let service = format!(
-                "rt-{}-{}",
-                transport.name(),
-                if gzip { "gzip" } else { "plain" }
-            );
-            let exporter = exporter(transport, ports.otlp_grpc, ports.otlp_http, gzip, &service)
-                .expect("exporter");
-            let spans: Vec<_> = (0..250u64)
-                .map(|i| {
-                    SpanSpec::server(
-                        u128::from(i) + 1,
-                        i + 1,
-                        "/orders/{id}",
-                        Duration::from_micros(500 + i * 37),
-                    )
-                    .build()
-                })
-                .collect();
-            sent += spans.len();
-            export_all(&exporter, spans, 100)
-                .await
-                .unwrap_or_else(|e| panic!("{service}: {e}"));
-        }
+    for (transport, gzip, service) in exporter_settings("rt") {
+        let exporter = exporter(transport, ports.otlp_grpc, ports.otlp_http, gzip, &service)
+            .expect("exporter");
+        let spans: Vec<_> = (0..250u64)
+            .map(|i| {
+                SpanSpec::server(
+                    u128::from(i) + 1,
+                    i + 1,
+                    "/orders/{id}",
+                    Duration::from_micros(500 + i * 37),
+                )
+                .build()
+            })
+            .collect();
+        sent += spans.len();
+        export_all(&exporter, spans, 100)
+            .await
+            .unwrap_or_else(|e| panic!("{service}: {e}"));
     }
     let text = wait_processed(&agent, "traces", sent as f64).await;
     let accepted = metric_value(
@@ -105,7 +89,7 @@ async fn every_transport_with_and_without_gzip_delivers_every_span() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_http_input_gets_a_clear_4xx_and_the_agent_keeps_serving() {
-    let agent = agent_with("[ingest]\nmax_request_size = \"64 KiB\"\n").await;
+    let agent = telemetry_agent("[ingest]\nmax_request_size = \"64 KiB\"\n").await;
     let url = format!(
         "http://127.0.0.1:{}/v1/traces",
         agent.agent_ports().expect("ports").otlp_http
@@ -267,7 +251,7 @@ async fn bad_http_input_gets_a_clear_4xx_and_the_agent_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_spans_are_reported_through_partial_success_and_the_rest_kept() {
-    let agent = agent_with("").await;
+    let agent = telemetry_agent("").await;
     let ports = agent.agent_ports().expect("ports");
     let request = request_of(vec![
         raw_span(1, true),
@@ -336,7 +320,7 @@ async fn invalid_spans_are_reported_through_partial_success_and_the_rest_kept() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_grpc_requests_are_resource_exhausted_without_retry_info() {
-    let agent = agent_with("[ingest]\nmax_request_size = \"64 KiB\"\n").await;
+    let agent = telemetry_agent("[ingest]\nmax_request_size = \"64 KiB\"\n").await;
     let mut client = TraceServiceClient::connect(format!(
         "http://127.0.0.1:{}",
         agent.agent_ports().expect("ports").otlp_grpc
@@ -371,7 +355,7 @@ async fn oversized_grpc_requests_are_resource_exhausted_without_retry_info() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_refuses_retryably_and_loses_nothing_it_accepted() {
-    let agent = agent_with(
+    let agent = telemetry_agent(
         "[ingest]\nqueue_capacity = 1\npipeline_delay = \"200ms\"\nretry_after = \"2s\"\n",
     )
     .await;
