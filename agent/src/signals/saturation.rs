@@ -272,7 +272,18 @@ impl Saturation {
     fn publish_host(&self, sample: HostSaturation) {
         self.cpu.set(sample.cpu);
         self.memory.set(sample.memory);
-        self.disk.clear();
+        let mut host = lock(&self.host);
+        // Forget unmounted filesystems only: clearing all would let a scrape
+        // in between see no disks at all.
+        for gone in host
+            .disks
+            .iter()
+            .filter(|old| !sample.disks.iter().any(|d| d.mount == old.mount))
+        {
+            self.disk.remove(&MountLabels {
+                mount: gone.mount.clone(),
+            });
+        }
         for disk in &sample.disks {
             self.disk
                 .get_or_create(&MountLabels {
@@ -283,7 +294,7 @@ impl Saturation {
         for (period, value) in ["1m", "5m", "15m"].into_iter().zip(sample.load) {
             self.load.get_or_create(&PeriodLabels { period }).set(value);
         }
-        *lock(&self.host) = sample;
+        *host = sample;
     }
 
     /// Reads pool sizes and configured gauges from an app's metrics.
