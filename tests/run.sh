@@ -8,8 +8,8 @@
 # 2. starts the machine's shared PostgreSQL, Redis and MariaDB when they are
 #    stopped, and makes sure each has a database `test` reachable over TCP
 #    without a password (the URLs in tests/src/shared.rs);
-# 3. builds the whole workspace and exports TELLTALE_BIN (the agent binary the
-#    tests run);
+# 3. builds the whole workspace and exports TELLTALE_BIN and SHOP_BIN (the agent
+#    and example shop binaries the tests run);
 # 4. runs `cargo test --workspace --no-fail-fast "$@"`.
 set -euo pipefail
 
@@ -169,6 +169,9 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 TELLTALE_BIN="$target_dir/debug/telltale"
 [[ -x "$TELLTALE_BIN" ]] || die "the build did not produce $TELLTALE_BIN"
 export TELLTALE_BIN
-say "testing with TELLTALE_BIN=$TELLTALE_BIN"
+SHOP_BIN="$target_dir/debug/shop"
+[[ -x "$SHOP_BIN" ]] || die "the build did not produce $SHOP_BIN"
+export SHOP_BIN
+say "testing with TELLTALE_BIN=$TELLTALE_BIN SHOP_BIN=$SHOP_BIN"
 
 cargo test --workspace --no-fail-fast "$@"

@@ -3,17 +3,24 @@
 //! background work and shuts it all down in stages with deadlines.
 
 pub mod alerts;
+pub mod analysis;
 pub mod api;
 pub mod config;
 pub mod export;
+pub mod flame;
 pub mod health;
 pub mod host;
 pub mod ingest;
 pub mod lifecycle;
 pub mod metrics;
+pub mod nplusone;
 pub mod pipeline;
+pub mod rum;
 pub mod server;
 pub mod signals;
+pub mod storage;
+pub mod traces;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +56,9 @@ pub enum RunError {
     /// The upstream forwarding configuration cannot be used.
     #[error(transparent)]
     Export(#[from] export::ExportError),
+    /// The embedded database cannot be opened.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
 }
 
 /// Requests from outside to stop: the first signal starts the drain, a second
@@ -79,6 +89,7 @@ pub async fn run_on(
     // Forwarding first: a configuration it cannot use stops start-up before
     // anything runs.
     let forwarder = start_forwarder(&config, &mut registry)?;
+    let storage = storage::Storage::open(&config.raw.storage).await?;
     let stop_work = CancellationToken::new();
 
     // Health: checks in the background, rendered for the public listener.
@@ -142,17 +153,44 @@ pub async fn run_on(
     if !config.raw.alerts.rules.is_empty() {
         background.push(alerts.spawn(config.raw.alerts.evaluate_every, stop_work.clone()));
     }
-    let observers: Vec<Arc<dyn Observer>> = if ingest.discard {
+    // Traces: assembly, N+1 detection, recent traces (findings load from storage).
+    let analysis = analysis::TraceAnalysis::start(
+        &config.raw,
+        storage.pool().clone(),
+        &mut registry,
+        &stop_work,
+    )
+    .await;
+    // Flame graphs: CPU profiles from the admin listener, spans grouped into traces.
+    let flame_config = &config.raw.flame;
+    let flames = flame::FlameGraphs::new(flame_config, &mut registry);
+    let trace_grouper = (!ingest.discard).then(|| {
+        Arc::new(flame::TraceGrouper::new(
+            Arc::clone(&flames),
+            flame_config.max_pending_traces,
+            flame_config.max_spans_per_trace,
+            flame_config.trace_idle,
+        ))
+    });
+    background.push(flame::spawn_housekeeping(
+        Arc::clone(&flames),
+        trace_grouper.clone(),
+        stop_work.clone(),
+    ));
+    let mut observers: Vec<Arc<dyn Observer>> = if ingest.discard {
         tracing::warn!(
             "ingest.discard is set: telemetry is decoded and dropped (benchmark baseline)"
         );
         Vec::new()
     } else {
-        vec![Arc::new(SignalsObserver {
+        let mut observers: Vec<Arc<dyn Observer>> = vec![Arc::new(SignalsObserver {
             store: Arc::clone(&store),
             saturation: Arc::clone(&saturation),
-        })]
+        })];
+        observers.extend(trace_grouper.map(|g| g as Arc<dyn Observer>));
+        observers
     };
+    observers.extend(analysis.observer());
     // The golden signals go upstream too, read from the store as OTLP metrics.
     let signal_store = Arc::clone(&store);
     export_golden_signals(
@@ -169,20 +207,29 @@ pub async fn run_on(
         metrics: ingest_metrics,
     };
     let pipeline = tokio::spawn(pipeline.run(queued));
+    // Real User Monitoring: beacons on the public listener, rollups in storage.
+    let rum = rum::Rum::new(&config.raw.rum, &mut registry);
+    let rum_tasks = rum.start(&storage, &stop_work).await;
 
     let metrics = Metrics::new(registry);
     let stop_listeners = CancellationToken::new();
     let mut servers: JoinSet<std::io::Result<()>> = JoinSet::new();
-    let public = PublicServer::new(PublicState {
-        board: Arc::clone(&board),
-        lifecycle: Arc::clone(&lifecycle),
-    });
+    let public = PublicServer::with_routes(
+        PublicState {
+            board: Arc::clone(&board),
+            lifecycle: Arc::clone(&lifecycle),
+        },
+        rum.public_routes(),
+    );
     servers.spawn(public.serve(listeners.public, stop_listeners.clone()));
     let api = api::router(api::ApiState {
         store: Arc::clone(&store),
         saturation: Arc::clone(&saturation),
         alerts: Arc::clone(&alerts),
-    });
+    })
+    .merge(api::rum_router(Arc::clone(&rum.aggregator)))
+    .merge(analysis.router())
+    .merge(flame::router(Arc::clone(&flames)));
     let admin = AdminServer::new(
         AdminState {
             board: Arc::clone(&board),
@@ -274,10 +321,23 @@ pub async fn run_on(
     {
         checks.abort_all();
     }
+    analysis.finish(CHECKS_STOP_DEADLINE).await;
     sampler.abort();
     for task in background {
         task.abort();
     }
+    // RUM writes its last rollups before the database closes.
+    if tokio::time::timeout(CHECKS_STOP_DEADLINE, async {
+        for task in rum_tasks {
+            let _ = task.await;
+        }
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("the last web-vitals rollups were not written in time");
+    }
+    storage.close().await;
     tracing::info!("telltale agent stopped");
     Ok(())
 }

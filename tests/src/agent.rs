@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
-pub use binary::telltale_bin;
+pub use binary::{shop_bin, telltale_bin};
 
 use crate::http::http_client;
 use crate::ports::free_port;
@@ -350,7 +350,7 @@ fn temp_dir() -> anyhow::Result<TempDir> {
 
 /// Appends every line read from `stream` to `logs`, on a thread of its own
 /// (it ends when the agent closes the stream, i.e. exits).
-fn capture(stream: impl Read + Send + 'static, logs: Arc<Mutex<Vec<String>>>) {
+pub(crate) fn capture(stream: impl Read + Send + 'static, logs: Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();

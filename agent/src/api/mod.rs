@@ -1,6 +1,8 @@
 //! The JSON API the dashboard reads (admin listener, `/api/v1/...`): services
 //! and their routes with current values and charts, saturation, alerts.
 
+mod rum;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,6 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+
+pub use rum::rum_router;
 
 use crate::alerts::AlertEngine;
 use crate::server::json_error;

@@ -262,6 +262,8 @@ impl Source<'_> {
             checks.push(spec);
         }
         self.validate_telemetry(&raw)?;
+        self.validate_rum(&raw.rum)?;
+        self.validate_traces(&raw)?;
         let upstream = raw.upstream.as_ref();
         let secrets = raw
             .admin
@@ -428,7 +430,9 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
     found.map(|offset| line_of_offset(text, offset))
 }
 
+mod rum;
 mod telemetry;
+mod traces;
 
 #[cfg(test)]
 mod tests;

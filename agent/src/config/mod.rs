@@ -5,9 +5,12 @@
 
 mod checks;
 mod error;
+mod flame;
 mod load;
+mod rum;
 mod secret;
 mod telemetry;
+mod traces;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,12 +20,15 @@ use serde::{Deserialize, Serialize};
 
 pub use checks::{CheckConfig, CheckKind, CheckSpec, ProbeSpec, Schedule, Thresholds};
 pub use error::ConfigError;
+pub use flame::{FlameConfig, FlameIssue};
 pub use load::{EnvSource, ProcessEnv, load_file, load_str};
+pub use rum::RumConfig;
 pub use secret::{Dsn, REDACTED, Redactor, Secret};
 pub use telemetry::{
     AlertRule, AlertSignal, AlertsConfig, IngestConfig, SignalsConfig, UpstreamConfig,
     UpstreamProtocol,
 };
+pub use traces::{NPlusOneConfig, TracesConfig};
 
 /// The embedded default: what `telltale` runs with no `--config`. Every key takes
 /// its documented default, so this is the defaults and nothing else.
@@ -51,6 +57,34 @@ pub struct Config {
     /// Forwarding to an upstream OTLP collector. Off unless set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamConfig>,
+    /// The embedded database for what survives a restart.
+    pub storage: StorageConfig,
+    /// Real User Monitoring: web-vitals beacons from browsers.
+    pub rum: RumConfig,
+    /// Trace assembly and the recent-trace ring.
+    pub traces: TracesConfig,
+    /// N+1 detection on assembled traces.
+    pub n_plus_one: NPlusOneConfig,
+    /// Flame graphs from spans and CPU profiles.
+    pub flame: FlameConfig,
+}
+
+/// The agent's embedded SQLite database.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The database file, created (with its directory) and migrated at start;
+    /// relative paths are from the working directory. Default `telltale.db`.
+    /// `:memory:` keeps everything in memory, lost at exit.
+    pub path: std::path::PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: "telltale.db".into(),
+        }
+    }
 }
 
 /// Listener addresses. Ports are bound before anything is spawned, so a port

@@ -1,5 +1,6 @@
 //! The admin listener: metrics, the JSON API and the drain switch, behind a
-//! bearer token when one is configured.
+//! bearer token when one is configured; the dashboard's static files beside
+//! them (see `crate::ui`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,10 +62,12 @@ impl AdminServer {
 }
 
 /// The admin routes, separate from the socket so tests can call them directly.
-/// Every route, `api`'s included, sits behind the bearer token.
+/// Every route, `api`'s included, sits behind the bearer token; only the
+/// dashboard's static files (`/`, `/ui/*`), which hold no data, do not.
 pub fn router(state: AdminState, api: Router) -> Router {
+    let probe = api.clone();
     Router::new()
-        .route("/", get(index))
+        .route("/api", get(move || index(probe.clone())))
         .route("/metrics", get(metrics))
         .route("/api/v1/health", get(health_detail))
         .route("/api/v1/health/history", get(health_history))
@@ -74,10 +77,11 @@ pub fn router(state: AdminState, api: Router) -> Router {
         .fallback(|| async {
             json_error(
                 StatusCode::NOT_FOUND,
-                "not found: see GET / for the admin endpoints",
+                "not found: see GET /api for the admin endpoints",
             )
         })
         .layer(middleware::from_fn_with_state(state, require_token))
+        .merge(crate::ui::router())
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
@@ -105,11 +109,14 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
     }
 }
 
-async fn index() -> impl IntoResponse {
+async fn index(api: Router) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "service": "telltale",
         "version": env!("CARGO_PKG_VERSION"),
+        "dashboard": "/",
+        "features": crate::ui::Features::probe(&api).await,
         "endpoints": {
+            "GET /": "the built-in dashboard",
             "GET /metrics": "Prometheus metrics",
             "GET /api/v1/health": "every check with its status, measurements and hysteresis",
             "GET /api/v1/health/history": "recent status transitions",
@@ -117,6 +124,15 @@ async fn index() -> impl IntoResponse {
             "GET /api/v1/services/{service}/routes?window=": "golden signals per route, with a chart per window bucket",
             "GET /api/v1/saturation": "host CPU, memory, disks, load; app pools and configured gauges",
             "GET /api/v1/alerts": "alert rules, instances pending or firing, recent transitions",
+            "GET /api/v1/rum/pages?window=15m|1h&app=&device=": "web vitals per page: p75 and good / needs-improvement / poor shares",
+            "GET /api/v1/rum/pages/{page}?window=&app=": "one page's vitals per device, navigation breakdown, slowest loads with their trace",
+            "GET /api/v1/findings?service=&route=&kind=": "N+1 and repeated-call findings with their evidence",
+            "GET /api/v1/traces?list=recent|slowest|errors|flagged&limit=&service=": "recently completed traces",
+            "GET /api/v1/traces/{id}": "one trace's spans, with the spans findings marked",
+            "POST /v1/profiles?service=&labels=&format=folded|pprof&sample_rate=": "a CPU profile (folded or pprof, gzip or not)",
+            "POST /ingest?name=app.cpu{labels}&from=&until=&format=&sampleRate=": "a CPU profile, Pyroscope's API",
+            "GET /api/v1/flamegraph?source=spans|cpu&service=&route=&labels=&from=&to=&mode=flame|icicle|chart&format=svg|folded&diff_from=&diff_to=&trace_id=": "a flame graph",
+            "GET /api/v1/flamegraph/series": "the stored flame-graph series",
             "POST /admin/drain": "drain, then exit after the drain period (?exit=false: drain until DELETE)",
             "DELETE /admin/drain": "end a drain started with ?exit=false",
         }

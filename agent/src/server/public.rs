@@ -36,6 +36,13 @@ impl PublicServer {
         }
     }
 
+    /// Builds the server with more routes (RUM's) beside the health ones.
+    pub fn with_routes(state: PublicState, routes: Router) -> Self {
+        Self {
+            router: router(state).merge(routes),
+        }
+    }
+
     /// Serves until `cancel` fires.
     pub async fn serve(
         self,

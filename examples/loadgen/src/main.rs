@@ -75,6 +75,16 @@ struct Args {
     /// Report format on stdout.
     #[arg(long, value_enum, default_value = "json")]
     report: ReportFormat,
+    /// DB spans under each request: a list query, then this many lookups with
+    /// one template (an N+1 loop the agent reports), then one outbound call.
+    /// 0 (default): three queries and a call, no N+1.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    repeated_queries: u32,
+    /// Send the pooled requests with their original trace ids each time,
+    /// instead of fresh ids per send (the default, so an agent that assembles
+    /// traces sees new traces rather than the same few growing).
+    #[arg(long)]
+    repeat_trace_ids: bool,
     /// Seed of the trace generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -124,6 +134,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         services: args.services as usize,
         routes: args.routes as usize,
         error_ratio: args.error_ratio,
+        repeated_queries: args.repeated_queries as usize,
     };
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
@@ -147,6 +158,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     let pool = std::sync::Arc::new(pool);
     let spans_per_request = u64::from(args.spans_per_request);
     let connections = args.connections;
+    let fresh_ids = !args.repeat_trace_ids;
     let mut workers = tokio::task::JoinSet::new();
     for (worker, mut sender) in senders.into_iter().enumerate() {
         let pool = std::sync::Arc::clone(&pool);
@@ -163,7 +175,9 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
                     tokio::time::sleep_until((started + offset + every * sent).into()).await;
                 }
                 let sent_at = Instant::now();
-                let outcome = sender.send(&pool[next % pool.len()]).await;
+                // A salt unique per worker and send: never zero, so ids never repeat the pool's.
+                let salt = fresh_ids.then(|| ((worker as u64 + 1) << 40) | u64::from(sent + 1));
+                let outcome = sender.send(&pool[next % pool.len()], salt).await;
                 tally.record(outcome, spans_per_request, sent_at.elapsed());
                 next += 1;
                 sent += 1;

@@ -31,8 +31,9 @@ pub(crate) enum Outcome {
 pub(crate) enum Payload {
     /// For gRPC: the message (tonic encodes it per call).
     Grpc(ExportTraceServiceRequest),
-    /// For HTTP: the body bytes, compressed if asked.
-    Http(Bytes),
+    /// For HTTP: the body bytes, compressed if asked, and the message they
+    /// encode (re-encoded per send when trace ids are freshened).
+    Http(Bytes, ExportTraceServiceRequest),
 }
 
 /// How requests go out.
@@ -98,29 +99,41 @@ impl Transport {
         if self.grpc {
             return Ok(Payload::Grpc(request));
         }
-        let body = if self.json {
-            serde_json::to_vec(&request)?
-        } else {
-            request.encode_to_vec()
-        };
-        let body = if self.gzip {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            encoder.write_all(&body)?;
-            encoder.finish()?
-        } else {
-            body
-        };
-        Ok(Payload::Http(Bytes::from(body)))
+        let body = encode_body(&request, self.json, self.gzip)?;
+        Ok(Payload::Http(Bytes::from(body), request))
     }
 }
 
+/// An export request's HTTP body: protobuf or JSON, gzip-compressed if asked.
+fn encode_body(
+    request: &ExportTraceServiceRequest,
+    json: bool,
+    gzip: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let body = if json {
+        serde_json::to_vec(request)?
+    } else {
+        request.encode_to_vec()
+    };
+    if !gzip {
+        return Ok(body);
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&body)?;
+    Ok(encoder.finish()?)
+}
+
 impl Sender {
-    /// Sends one request and classifies the answer.
-    pub(crate) async fn send(&mut self, payload: &Payload) -> Outcome {
+    /// Sends one request and classifies the answer. With `fresh_ids`, its
+    /// traces get ids derived from that salt (HTTP bodies are then encoded here).
+    pub(crate) async fn send(&mut self, payload: &Payload, fresh_ids: Option<u64>) -> Outcome {
         match (self, payload) {
             (Sender::Grpc(client), Payload::Grpc(request)) => {
-                match client.export(request.clone()).await {
+                let mut request = request.clone();
+                if let Some(salt) = fresh_ids {
+                    crate::traces::freshen_trace_ids(&mut request, salt);
+                }
+                match client.export(request).await {
                     Ok(response) => Outcome::Accepted {
                         rejected: rejected(response.get_ref()),
                     },
@@ -142,8 +155,19 @@ impl Sender {
                     json,
                     gzip,
                 },
-                Payload::Http(body),
+                Payload::Http(body, source),
             ) => {
+                let body = match fresh_ids {
+                    None => body.clone(),
+                    Some(salt) => {
+                        let mut request = source.clone();
+                        crate::traces::freshen_trace_ids(&mut request, salt);
+                        match encode_body(&request, *json, *gzip) {
+                            Ok(bytes) => Bytes::from(bytes),
+                            Err(_) => return Outcome::Failed,
+                        }
+                    }
+                };
                 let content_type = if *json {
                     "application/json"
                 } else {
@@ -152,7 +176,7 @@ impl Sender {
                 let mut request = client
                     .post(url.as_str())
                     .header("content-type", content_type)
-                    .body(body.clone());
+                    .body(body);
                 if *gzip {
                     request = request.header("content-encoding", "gzip");
                 }

@@ -21,6 +21,21 @@ pub(crate) struct Shape {
     pub routes: usize,
     /// Share of requests that fail (status ERROR and HTTP 500).
     pub error_ratio: f64,
+    /// When set, each trace is a list query followed by this many lookups
+    /// with one template (an N+1 loop) and one outbound call, instead of
+    /// three queries and a call.
+    pub repeated_queries: usize,
+}
+
+impl Shape {
+    /// Spans of one whole trace.
+    fn trace_spans(&self) -> usize {
+        if self.repeated_queries > 0 {
+            self.repeated_queries + 3
+        } else {
+            CHILDREN + 1
+        }
+    }
 }
 
 /// Spans of one trace besides the root: three queries and one outbound call.
@@ -116,10 +131,47 @@ fn trace(
         ..Span::default()
     });
     let slice = total / (budget as u64 + 1);
+    let loop_end = shape.repeated_queries + 1;
     for i in 1..budget {
         let child_start = start + slice * i as u64;
         let (name, kind, attributes) = match i {
-            1..=3 => (
+            // An N+1 loop: the list, then one lookup per item.
+            1 if shape.repeated_queries > 0 => (
+                format!("SELECT items{route}"),
+                SpanKind::Client,
+                vec![
+                    text("db.system.name", "postgresql"),
+                    text("db.operation.name", "SELECT"),
+                    text(
+                        "db.query.text",
+                        format!("SELECT id FROM items{route} ORDER BY id LIMIT $1"),
+                    ),
+                    text("server.address", "127.0.0.1"),
+                ],
+            ),
+            _ if shape.repeated_queries > 0 && i <= loop_end => (
+                format!("SELECT prices{route}"),
+                SpanKind::Client,
+                vec![
+                    text("db.system.name", "postgresql"),
+                    text("db.operation.name", "SELECT"),
+                    text(
+                        "db.query.text",
+                        format!("SELECT price FROM prices{route} WHERE item_id = $1"),
+                    ),
+                    text("server.address", "127.0.0.1"),
+                ],
+            ),
+            _ if shape.repeated_queries > 0 && i == loop_end + 1 => (
+                "GET".to_owned(),
+                SpanKind::Client,
+                vec![
+                    text("http.request.method", "GET"),
+                    text("url.full", "http://pricing.internal:8080/v1/price"),
+                    int("http.response.status_code", 200),
+                ],
+            ),
+            1..=3 if shape.repeated_queries == 0 => (
                 format!("SELECT items{route}"),
                 SpanKind::Client,
                 vec![
@@ -135,7 +187,7 @@ fn trace(
                     int("server.port", 5432),
                 ],
             ),
-            4 => (
+            4 if shape.repeated_queries == 0 => (
                 "GET".to_owned(),
                 SpanKind::Client,
                 vec![
@@ -168,7 +220,7 @@ fn trace(
 }
 
 /// One export request of exactly `shape.spans_per_request` spans: whole traces
-/// of up to `CHILDREN + 1` spans (one bigger trace when a request holds fewer),
+/// of up to [`Shape::trace_spans`] spans (one bigger trace when a request holds fewer),
 /// grouped by service as an SDK batch would be.
 pub(crate) fn request(
     rng: &mut fastrand::Rng,
@@ -178,10 +230,11 @@ pub(crate) fn request(
     let mut by_service: Vec<Vec<Span>> = vec![Vec::new(); shape.services.max(1)];
     let mut left = shape.spans_per_request.max(1);
     while left > 0 {
-        let budget = if shape.spans_per_request <= CHILDREN + 1 {
+        let size = shape.trace_spans();
+        let budget = if shape.spans_per_request <= size {
             left
         } else {
-            left.min(CHILDREN + 1)
+            left.min(size)
         };
         let service = rng.usize(..by_service.len());
         let route = rng.usize(..shape.routes.max(1));
@@ -220,6 +273,23 @@ pub(crate) fn request(
     ExportTraceServiceRequest { resource_spans }
 }
 
+/// Gives every trace in `request` a new id derived from `salt` (the same for
+/// all spans of a trace), so a pool of pre-built requests sent again and again
+/// still looks like new traces to a receiver that assembles them.
+pub(crate) fn freshen_trace_ids(request: &mut ExportTraceServiceRequest, salt: u64) {
+    for span in request
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
+        if let Some(head) = span.trace_id.get_mut(..8) {
+            let mixed = u64::from_be_bytes(head.try_into().unwrap_or([0; 8])) ^ salt;
+            head.copy_from_slice(&mixed.to_be_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -232,6 +302,7 @@ mod tests {
             services: 3,
             routes,
             error_ratio,
+            repeated_queries: 0,
         }
     }
 
@@ -292,6 +363,44 @@ mod tests {
         #[allow(clippy::cast_precision_loss)]
         let ratio = failed as f64 / roots as f64;
         assert!((ratio - 0.1).abs() < 0.02, "{ratio}");
+    }
+
+    #[test]
+    fn repeated_queries_make_an_n_plus_one_loop_per_trace() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut shape = shape(120, 4, 0.0);
+        shape.repeated_queries = 9;
+        let request = request(&mut rng, &shape, 1_800_000_000_000_000_000);
+        let roots = spans(&request)
+            .filter(|s| s.kind == SpanKind::Server as i32)
+            .count();
+        assert_eq!(roots, 10, "traces of 12 spans");
+        let lookups = spans(&request)
+            .filter(|s| {
+                s.attributes.iter().any(|kv| {
+                    kv.key == "db.query.text"
+                        && matches!(&kv.value, Some(AnyValue { value: Some(any_value::Value::StringValue(q)) }) if q.contains("WHERE item_id"))
+                })
+            })
+            .count();
+        assert_eq!(lookups, 90);
+    }
+
+    /// Every span of a trace gets the same new id; different salts give different ids.
+    #[test]
+    fn fresh_trace_ids_keep_traces_whole() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        let request = request(&mut rng, &shape(100, 10, 0.0), 1_800_000_000_000_000_000);
+        let mut a = request.clone();
+        let mut b = request.clone();
+        freshen_trace_ids(&mut a, 1);
+        freshen_trace_ids(&mut b, 2);
+        let ids = |r: &ExportTraceServiceRequest| -> HashSet<Vec<u8>> {
+            spans(r).map(|s| s.trace_id.clone()).collect()
+        };
+        assert_eq!(ids(&a).len(), ids(&request).len());
+        assert!(ids(&a).is_disjoint(&ids(&b)));
+        assert!(ids(&a).is_disjoint(&ids(&request)));
     }
 
     #[test]

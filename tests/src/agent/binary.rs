@@ -42,15 +42,26 @@ fn newest_mtime(path: &Path) -> Option<SystemTime> {
         .max()
 }
 
-/// Whether `binary` exists and is newer than the agent's sources.
-fn is_fresh(binary: &Path, root: &Path) -> bool {
+/// Whether `binary` exists and is newer than every one of `sources`.
+fn is_fresh(binary: &Path, root: &Path, sources: &[&str]) -> bool {
     let Some(built) = std::fs::metadata(binary).and_then(|m| m.modified()).ok() else {
         return false;
     };
-    ["agent", "sdk", "Cargo.lock", "Cargo.toml"]
+    sources
         .iter()
+        .chain(&["Cargo.lock", "Cargo.toml"])
         .filter_map(|p| newest_mtime(&root.join(p)))
         .all(|changed| changed <= built)
+}
+
+/// A workspace binary the tests run as a child process.
+struct BinarySpec {
+    /// The variable that names a prebuilt binary (tests/run.sh sets it).
+    env: &'static str,
+    package: &'static str,
+    bin: &'static str,
+    /// Source dirs that make the binary stale when newer.
+    sources: &'static [&'static str],
 }
 
 /// The `telltale` binary the tests run:
@@ -60,33 +71,66 @@ fn is_fresh(binary: &Path, root: &Path) -> bool {
 ///    first with `cargo build -p telltale-agent --bin telltale` (once per
 ///    test process) when it is missing or older than the agent's sources.
 pub fn telltale_bin() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("TELLTALE_BIN").filter(|p| !p.is_empty()) {
+    static CHECKED: Mutex<Option<PathBuf>> = Mutex::new(None);
+    workspace_binary(
+        &BinarySpec {
+            env: "TELLTALE_BIN",
+            package: "telltale-agent",
+            bin: "telltale",
+            sources: &["agent", "sdk"],
+        },
+        &CHECKED,
+    )
+}
+
+/// The example shop's binary (`SHOP_BIN`, else built like [`telltale_bin`]).
+pub fn shop_bin() -> anyhow::Result<PathBuf> {
+    static CHECKED: Mutex<Option<PathBuf>> = Mutex::new(None);
+    workspace_binary(
+        &BinarySpec {
+            env: "SHOP_BIN",
+            package: "telltale-example-shop",
+            bin: "shop",
+            sources: &["examples/shop", "sdk"],
+        },
+        &CHECKED,
+    )
+}
+
+fn workspace_binary(
+    spec: &BinarySpec,
+    checked: &Mutex<Option<PathBuf>>,
+) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(spec.env).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         if !path.is_file() {
             bail!(
-                "TELLTALE_BIN={} does not exist: build it with \
-                 `cargo build -p telltale-agent --bin telltale` or unset TELLTALE_BIN",
-                path.display()
+                "{}={} does not exist: build it with `cargo build -p {} --bin {}` or unset {}",
+                spec.env,
+                path.display(),
+                spec.package,
+                spec.bin,
+                spec.env
             );
         }
         return Ok(path);
     }
     let profile = profile_dir()?;
-    let binary = profile.join("telltale");
+    let binary = profile.join(spec.bin);
     let root = workspace_root();
     // Held while checking and building, so parallel tests build once; the
     // answer is then kept for the rest of the test process.
-    static CHECKED: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut checked = checked.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(binary) = checked.as_ref() {
         return Ok(binary.clone());
     }
-    if !is_fresh(&binary, &root) {
-        build(&root, &profile)?;
+    if !is_fresh(&binary, &root, spec.sources) {
+        build(spec, &root, &profile)?;
         if !binary.is_file() {
             bail!(
-                "cargo build succeeded but {} does not exist; set TELLTALE_BIN to the binary",
-                binary.display()
+                "cargo build succeeded but {} does not exist; set {} to the binary",
+                binary.display(),
+                spec.env
             );
         }
     }
@@ -94,10 +138,10 @@ pub fn telltale_bin() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-fn build(root: &Path, profile: &Path) -> anyhow::Result<()> {
+fn build(spec: &BinarySpec, root: &Path, profile: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(&cargo);
-    cmd.args(["build", "-p", "telltale-agent", "--bin", "telltale"])
+    cmd.args(["build", "-p", spec.package, "--bin", spec.bin])
         .current_dir(root);
     if let Some(target_dir) = profile.parent() {
         cmd.arg("--target-dir").arg(target_dir);
@@ -107,14 +151,17 @@ fn build(root: &Path, profile: &Path) -> anyhow::Result<()> {
     }
     let out = cmd.output().with_context(|| {
         format!(
-            "cannot run {} to build the telltale binary: is cargo on PATH? \
-             (or set TELLTALE_BIN)",
-            cargo.to_string_lossy()
+            "cannot run {} to build {}: is cargo on PATH? (or set {})",
+            cargo.to_string_lossy(),
+            spec.bin,
+            spec.env
         )
     })?;
     if !out.status.success() {
         bail!(
-            "`cargo build -p telltale-agent --bin telltale` failed ({}):\n{}",
+            "`cargo build -p {} --bin {}` failed ({}):\n{}",
+            spec.package,
+            spec.bin,
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );

@@ -49,6 +49,9 @@ impl Source<'_> {
                 "use a positive cap; the default is 10000",
             );
         }
+        if let Err((key, message, advice)) = raw.flame.check() {
+            return refuse(key, message, advice);
+        }
         if raw.alerts.evaluate_every < std::time::Duration::from_millis(100) {
             return refuse(
                 "alerts.evaluate_every",

@@ -213,7 +213,8 @@ fn reference_config_documents_exactly_the_defaults() {
     let others = |c: &ValidConfig| {
         let r = &c.raw;
         format!(
-            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            r.flame,
             r.listeners,
             r.admin,
             r.agent_check,
@@ -221,8 +222,8 @@ fn reference_config_documents_exactly_the_defaults() {
             r.ingest,
             r.signals,
             r.alerts,
-            r.upstream
-        )
+            r.upstream,
+        ) + &format!("{:?}", r.rum)
     };
     assert_eq!(others(&reference), others(&default));
     let schedule = |c: &ValidConfig| {
@@ -260,4 +261,41 @@ fn bad_alert_rules_are_refused_with_their_key() {
     let err =
         load("[[alerts.rules]]\nname = \"x\"\nsignal = \"latency_p42\"\nabove = 1\n").unwrap_err();
     assert!(err.to_string().contains("latency_p42"), "{err}");
+}
+
+#[test]
+fn bad_rum_settings_are_refused_with_their_key() {
+    for (text, key, line) in [
+        ("[rum]\npath = \"/health/rum\"\n", "rum.path", 2),
+        ("[rum]\nscript_path = \"/rum\"\n", "rum.script_path", 0),
+        (
+            "[rum]\nallowed_origins = [\"https://a.example/path\"]\n",
+            "rum.allowed_origins.0",
+            2,
+        ),
+        (
+            "[rum]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "rum.trusted_proxies.0",
+            2,
+        ),
+        ("[rum]\nclient_rate = 0\n", "rum.client_rate", 2),
+        ("[rum]\nmax_pages = 0\n", "rum.max_pages", 2),
+        (
+            "[rum]\npage_patterns = [\"/a\", \"/a/*/b\"]\n",
+            "rum.page_patterns.1",
+            2,
+        ),
+        ("[rum]\nretention = \"10m\"\n", "rum.retention", 2),
+        ("[rum]\nmax_body_size = \"100B\"\n", "rum.max_body_size", 2),
+    ] {
+        let err = load(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+        if line > 0 {
+            assert_eq!(err.line(), Some(line), "{text}: {err}");
+        }
+    }
+    let ok = load(
+        "[rum]\nallowed_origins = [\"*\", \"http://127.0.0.1:8080\"]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\npage_patterns = [\"/blog/:slug\", \"/docs/*\"]\n",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
 }

@@ -1,0 +1,423 @@
+//! Folded stacks in time buckets, one series per service × detail (the route
+//! for span flame graphs, the label set for CPU profiles). Everything is
+//! bounded: series (`max_series`, further ones go to an overflow series),
+//! distinct stacks per bucket (`max_stacks`, the rest count as `[other]`),
+//! bytes overall (`max_bytes`, the oldest buckets go first) and time
+//! (`retention`). What each bound drops is counted on `/metrics`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::folded::{SortedStacks, Stacks};
+use super::metrics::SourceMetrics;
+
+/// The detail (route or labels) of series past `max_series`.
+pub const OVERFLOW_DETAIL: &str = "__overflow__";
+
+/// Bounds of one store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    /// Bucket width in seconds.
+    pub bucket_seconds: u64,
+    /// How long buckets are kept, in seconds.
+    pub retention_seconds: u64,
+    /// Most series.
+    pub max_series: usize,
+    /// Most distinct stacks in one bucket of one series.
+    pub max_stacks: usize,
+    /// Most bytes held in all buckets.
+    pub max_bytes: usize,
+}
+
+/// One series' identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    /// `service.name`.
+    pub service: String,
+    /// The route, or the canonical label set (`k=v,k=v`, sorted).
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    /// Bucket start (unix seconds) → stacks, oldest first.
+    buckets: VecDeque<(u64, Stacks)>,
+    /// The last sampling frequency seen (CPU profiles).
+    sample_rate_hz: Option<u32>,
+    /// The last count unit seen (`samples`, `ns`), when not the source's default.
+    unit: Option<String>,
+}
+
+/// What a profile says about its counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountMeta {
+    /// Samples per second.
+    pub sample_rate_hz: Option<u32>,
+    /// The unit of the counts, e.g. `samples` or `ns`.
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    series: HashMap<SeriesKey, Series>,
+    bytes: usize,
+}
+
+/// A time-bucketed, bounded store of folded stacks.
+#[derive(Debug)]
+pub struct StackStore {
+    inner: Mutex<Inner>,
+    limits: StoreLimits,
+    metrics: SourceMetrics,
+}
+
+/// What a query found.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// The merged stacks of every matching bucket.
+    pub stacks: SortedStacks,
+    /// Matching series.
+    pub series: usize,
+    /// The sampling frequency and unit, when every matching series reported
+    /// the same.
+    pub meta: CountMeta,
+}
+
+impl StackStore {
+    /// An empty store.
+    pub fn new(limits: StoreLimits, metrics: SourceMetrics) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            limits,
+            metrics,
+        }
+    }
+
+    /// The store's bounds.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Adds `stacks` at `time` (unix seconds) to the series `key`.
+    pub fn add(&self, key: SeriesKey, time: u64, stacks: &Stacks, meta: CountMeta) {
+        let bucket = time - time % self.limits.bucket_seconds;
+        let mut inner = self.lock();
+        let key = if inner.series.contains_key(&key) || inner.series.len() < self.limits.max_series
+        {
+            key
+        } else {
+            self.metrics.overflow_series_adds.inc();
+            SeriesKey {
+                service: key.service,
+                detail: OVERFLOW_DETAIL.to_owned(),
+            }
+        };
+        let series = inner.series.entry(key.clone()).or_default();
+        if meta.sample_rate_hz.is_some() {
+            series.sample_rate_hz = meta.sample_rate_hz;
+        }
+        if meta.unit.is_some() {
+            series.unit = meta.unit;
+        }
+        // Buckets stay in time order; a late profile lands in its own bucket.
+        let position = series
+            .buckets
+            .iter()
+            .rposition(|(start, _)| *start <= bucket);
+        let index = match position {
+            Some(i) if series.buckets[i].0 == bucket => i,
+            Some(i) => {
+                series.buckets.insert(i + 1, (bucket, Stacks::default()));
+                i + 1
+            }
+            None => {
+                series.buckets.push_front((bucket, Stacks::default()));
+                0
+            }
+        };
+        let target = &mut series.buckets[index].1;
+        let overflowed_before = target.overflowed_stacks;
+        let added = target.merge(stacks, self.limits.max_stacks);
+        self.metrics
+            .overflow_stacks
+            .inc_by(target.overflowed_stacks - overflowed_before);
+        inner.bytes += added;
+        self.enforce_bytes(&mut inner, &key, bucket);
+        self.publish(&inner);
+    }
+
+    /// Merges every bucket starting in `[from, to)` of the series of `service`
+    /// whose detail `matches`.
+    pub fn select(
+        &self,
+        service: &str,
+        matches: impl Fn(&str) -> bool,
+        from: u64,
+        to: u64,
+    ) -> Selection {
+        let from = from - from % self.limits.bucket_seconds;
+        let mut pairs = Vec::new();
+        let mut series = 0;
+        let mut metas = BTreeMap::new();
+        {
+            // Under the lock, only reference counts are taken; merging and
+            // sorting happen after it is released, so ingest never waits
+            // for a render.
+            let inner = self.lock();
+            for (key, held) in &inner.series {
+                if key.service != service || !matches(&key.detail) {
+                    continue;
+                }
+                series += 1;
+                *metas
+                    .entry((held.sample_rate_hz, held.unit.clone()))
+                    .or_insert(0) += 1;
+                for (start, stacks) in &held.buckets {
+                    if (from..to).contains(start) {
+                        pairs.reserve(stacks.len());
+                        pairs.extend(stacks.shared().map(|(s, c)| (Arc::clone(s), c)));
+                    }
+                }
+            }
+        }
+        let mut selection = Selection {
+            stacks: SortedStacks::from_pairs(pairs),
+            series,
+            meta: CountMeta::default(),
+        };
+        if let (1, Some((sample_rate_hz, unit))) = (metas.len(), metas.into_keys().next()) {
+            selection.meta = CountMeta {
+                sample_rate_hz,
+                unit,
+            };
+        }
+        selection
+    }
+
+    /// The buckets of the matching series in `[from, to)`, oldest first, each
+    /// as its own stacks: a flame chart over time reads them in order.
+    pub fn buckets(
+        &self,
+        service: &str,
+        matches: impl Fn(&str) -> bool,
+        from: u64,
+        to: u64,
+    ) -> Vec<(u64, Stacks)> {
+        let from = from - from % self.limits.bucket_seconds;
+        let inner = self.lock();
+        let mut by_time: BTreeMap<u64, Stacks> = BTreeMap::new();
+        for (key, series) in &inner.series {
+            if key.service != service || !matches(&key.detail) {
+                continue;
+            }
+            for (start, stacks) in &series.buckets {
+                if (from..to).contains(start) {
+                    by_time.entry(*start).or_default().merge(stacks, usize::MAX);
+                }
+            }
+        }
+        by_time.into_iter().collect()
+    }
+
+    /// Every series: service, detail and the time span it covers.
+    pub fn series(&self) -> Vec<(SeriesKey, u64, u64)> {
+        let inner = self.lock();
+        let mut all: Vec<_> = inner
+            .series
+            .iter()
+            .filter_map(|(key, series)| {
+                let first = series.buckets.front()?.0;
+                let last = series.buckets.back()?.0 + self.limits.bucket_seconds;
+                Some((key.clone(), first, last))
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Drops buckets older than the retention and series left empty.
+    pub fn expire(&self, now: u64) {
+        let horizon = now.saturating_sub(self.limits.retention_seconds);
+        let mut inner = self.lock();
+        let mut freed = 0;
+        let mut expired = 0;
+        inner.series.retain(|_, series| {
+            while let Some((start, _)) = series.buckets.front() {
+                if start + self.limits.bucket_seconds > horizon {
+                    break;
+                }
+                if let Some((_, stacks)) = series.buckets.pop_front() {
+                    freed += stacks.bytes();
+                    expired += 1;
+                }
+            }
+            !series.buckets.is_empty()
+        });
+        inner.bytes -= freed;
+        self.metrics.expired_buckets.inc_by(expired);
+        self.publish(&inner);
+    }
+
+    /// While over `max_bytes`, drops the oldest bucket of any series, never
+    /// the bucket just written (a single bucket over the bound is kept: its
+    /// stacks are capped by `max_stacks`).
+    fn enforce_bytes(&self, inner: &mut Inner, written: &SeriesKey, bucket: u64) {
+        while inner.bytes > self.limits.max_bytes {
+            let oldest = inner
+                .series
+                .iter()
+                .filter_map(|(key, series)| {
+                    let (start, _) = series.buckets.front()?;
+                    let is_written = key == written && *start == bucket;
+                    (!is_written).then(|| (*start, key.clone()))
+                })
+                .min();
+            let Some((_, key)) = oldest else { break };
+            let Some(series) = inner.series.get_mut(&key) else {
+                break;
+            };
+            if let Some((_, stacks)) = series.buckets.pop_front() {
+                inner.bytes -= stacks.bytes();
+                self.metrics.evicted_buckets.inc();
+            }
+            if series.buckets.is_empty() {
+                inner.series.remove(&key);
+            }
+        }
+    }
+
+    fn publish(&self, inner: &Inner) {
+        self.metrics
+            .series
+            .set(i64::try_from(inner.series.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .bytes
+            .set(i64::try_from(inner.bytes).unwrap_or(i64::MAX));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every write
+        // is one map operation), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flame::folded::{OTHER_FRAME, parse_folded};
+
+    fn limits() -> StoreLimits {
+        StoreLimits {
+            bucket_seconds: 10,
+            retention_seconds: 60,
+            max_series: 2,
+            max_stacks: 3,
+            max_bytes: 10_000,
+        }
+    }
+
+    fn store(limits: StoreLimits) -> StackStore {
+        StackStore::new(limits, SourceMetrics::default())
+    }
+
+    fn key(service: &str, detail: &str) -> SeriesKey {
+        SeriesKey {
+            service: service.into(),
+            detail: detail.into(),
+        }
+    }
+
+    fn hz(rate: u32) -> CountMeta {
+        CountMeta {
+            sample_rate_hz: Some(rate),
+            unit: None,
+        }
+    }
+
+    fn stacks(text: &str) -> Stacks {
+        parse_folded(text.as_bytes(), usize::MAX).unwrap()
+    }
+
+    #[test]
+    fn windows_select_whole_buckets() {
+        let store = store(limits());
+        store.add(key("a", "x"), 100, &stacks("m;f 1\n"), hz(99));
+        store.add(key("a", "x"), 105, &stacks("m;f 2\n"), hz(99));
+        store.add(key("a", "x"), 111, &stacks("m;g 4\n"), hz(99));
+        // Out of order: lands in its own, earlier bucket.
+        store.add(key("a", "x"), 95, &stacks("m;h 8\n"), hz(99));
+        let all = store.select("a", |_| true, 90, 120);
+        assert_eq!(all.stacks.to_folded(), "m;f 3\nm;g 4\nm;h 8\n");
+        assert_eq!(all.meta, hz(99));
+        let first = store.select("a", |_| true, 100, 110);
+        assert_eq!(first.stacks.to_folded(), "m;f 3\n");
+        let times: Vec<u64> = store
+            .buckets("a", |_| true, 0, 200)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(times, [90, 100, 110]);
+        assert!(store.select("b", |_| true, 0, 200).stacks.is_empty());
+    }
+
+    #[test]
+    fn caps_series_stacks_and_bytes() {
+        let store = store(limits());
+        store.add(key("a", "1"), 100, &stacks("m 1\n"), CountMeta::default());
+        store.add(key("a", "2"), 100, &stacks("m 1\n"), CountMeta::default());
+        store.add(key("a", "3"), 100, &stacks("m 1\n"), CountMeta::default());
+        // Past max_series, new series land in their service's overflow
+        // series (which may itself be created: one per service).
+        let details: Vec<String> = store.series().into_iter().map(|(k, ..)| k.detail).collect();
+        assert_eq!(details, ["1", "2", OVERFLOW_DETAIL]);
+        store.add(key("b", "1"), 100, &stacks("m 1\n"), CountMeta::default());
+        store.add(
+            key("a", "4"),
+            100,
+            &stacks("a;b 1\nc 1\nd 1\ne 1\n"),
+            CountMeta::default(),
+        );
+        let overflow = store.select("a", |d| d == OVERFLOW_DETAIL, 0, 200);
+        assert_eq!(overflow.stacks.len(), 4, "three stacks and [other]");
+        assert_eq!(overflow.stacks.total(), 5);
+        assert!(overflow.stacks.get(OTHER_FRAME).is_some());
+
+        let small = store_with_bytes(400);
+        for i in 0..20_u64 {
+            small.add(
+                key("a", "x"),
+                i * 10,
+                &stacks(&format!("frame{i} 1\n")),
+                CountMeta::default(),
+            );
+        }
+        let kept = small.buckets("a", |_| true, 0, 1_000);
+        assert!(kept.len() < 20 && !kept.is_empty());
+        assert_eq!(kept.last().unwrap().0, 190, "the newest bucket stays");
+        assert!(small.select("a", |_| true, 0, 1_000).stacks.bytes() <= 400);
+    }
+
+    fn store_with_bytes(max_bytes: usize) -> StackStore {
+        store(StoreLimits {
+            max_bytes,
+            ..limits()
+        })
+    }
+
+    #[test]
+    fn retention_drops_old_buckets_and_empty_series() {
+        let store = store(limits());
+        store.add(key("a", "x"), 100, &stacks("m 1\n"), CountMeta::default());
+        store.add(key("a", "x"), 150, &stacks("n 1\n"), CountMeta::default());
+        store.expire(175);
+        assert_eq!(
+            store.select("a", |_| true, 0, 1_000).stacks.to_folded(),
+            "n 1\n"
+        );
+        store.expire(1_000);
+        assert!(store.series().is_empty());
+    }
+}

@@ -1,0 +1,305 @@
+//! Trace assembly: spans grouped by trace id as batches arrive, across
+//! requests and services. A trace is complete when its root has arrived and
+//! no span came for the quiet period, or when it reaches the maximum age.
+//! Memory is bounded by caps on traces and spans in flight; the oldest trace
+//! is evicted (and still analysed, marked partial) to make room.
+//!
+//! `observe` runs on the pipeline task, so it only converts and files spans;
+//! completion sweeps and the consumers run on a background task.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::TraceConsumer;
+use super::metrics::TraceMetrics;
+use super::span::{AssembledSpan, AssembledTrace, Completion, TraceId};
+use crate::config::TracesConfig;
+use crate::ingest::Batch;
+use crate::pipeline::Observer;
+use crate::signals::service_name;
+
+/// Evicted traces waiting for the background task, at most; beyond it the
+/// oldest are dropped unanalysed (counted), so a flood of evictions cannot
+/// grow memory while consumers catch up.
+const MAX_READY: usize = 4_096;
+
+/// Groups spans into traces and hands finished traces to the consumers.
+#[derive(Debug)]
+pub struct TraceAssembler {
+    state: Mutex<State>,
+    limits: Limits,
+    consumers: Vec<Arc<dyn TraceConsumer>>,
+    metrics: TraceMetrics,
+    wake: Notify,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    quiet_period: Duration,
+    max_age: Duration,
+    max_traces: usize,
+    max_spans: usize,
+    max_spans_per_trace: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: HashMap<TraceId, Pending>,
+    /// Pending traces by arrival order (the key is `Pending::seq`): the first
+    /// entry is the oldest, evicted first.
+    order: BTreeMap<u64, TraceId>,
+    next_seq: u64,
+    spans: usize,
+    /// Evicted traces for the background task to hand to consumers.
+    ready: Vec<AssembledTrace>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    spans: Vec<AssembledSpan>,
+    first_seen: Instant,
+    last_seen: Instant,
+    has_root: bool,
+    dropped: u64,
+}
+
+impl TraceAssembler {
+    /// An assembler with the configured limits, feeding `consumers` in order.
+    pub fn new(
+        config: &TracesConfig,
+        consumers: Vec<Arc<dyn TraceConsumer>>,
+        metrics: TraceMetrics,
+    ) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            limits: Limits {
+                quiet_period: config.quiet_period,
+                max_age: config.max_age,
+                max_traces: config.max_traces.max(1),
+                max_spans: config.max_spans.max(1),
+                max_spans_per_trace: config.max_spans_per_trace.max(1),
+            },
+            consumers,
+            metrics,
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A consumer never runs under this lock, so poisoning means a bug in
+        // the few lines here; keep serving with what is there.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Files spans received at `now`.
+    pub fn add_spans(&self, spans: Vec<(TraceId, AssembledSpan)>, now: Instant) {
+        if spans.is_empty() {
+            return;
+        }
+        let limits = self.limits;
+        let mut dropped = 0_u64;
+        let mut evicted = Vec::new();
+        let mut state = self.lock();
+        for (trace_id, span) in spans {
+            let is_root = span.parent_id.is_none();
+            if !state.pending.contains_key(&trace_id) {
+                while state.pending.len() >= limits.max_traces {
+                    match state.evict_oldest(Completion::EvictedTraces) {
+                        Some(trace) => evicted.push(trace),
+                        None => break,
+                    }
+                }
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.order.insert(seq, trace_id);
+                state.pending.insert(
+                    trace_id,
+                    Pending {
+                        seq,
+                        spans: Vec::new(),
+                        first_seen: now,
+                        last_seen: now,
+                        has_root: false,
+                        dropped: 0,
+                    },
+                );
+            }
+            let Some(pending) = state.pending.get_mut(&trace_id) else {
+                continue;
+            };
+            pending.last_seen = now;
+            if pending.spans.len() >= limits.max_spans_per_trace {
+                pending.dropped += 1;
+                dropped += 1;
+                continue;
+            }
+            pending.has_root |= is_root;
+            pending.spans.push(span);
+            state.spans += 1;
+            while state.spans > limits.max_spans {
+                match state.evict_oldest(Completion::EvictedSpans) {
+                    Some(trace) => evicted.push(trace),
+                    None => break,
+                }
+            }
+        }
+        for trace in &evicted {
+            self.metrics.completed(trace.completion);
+        }
+        state.ready.extend(evicted);
+        let overflow = state.ready.len().saturating_sub(MAX_READY);
+        if overflow > 0 {
+            state.ready.drain(..overflow);
+            self.metrics.dropped_traces.inc_by(overflow as u64);
+        }
+        let wake = !state.ready.is_empty();
+        self.metrics.set_in_flight(state.pending.len(), state.spans);
+        drop(state);
+        if dropped > 0 {
+            self.metrics.dropped_spans.inc_by(dropped);
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Removes the traces complete at `now` (and every evicted one).
+    pub fn take_complete(&self, now: Instant) -> Vec<AssembledTrace> {
+        let limits = self.limits;
+        let mut state = self.lock();
+        let done: Vec<(TraceId, Completion)> = state
+            .pending
+            .iter()
+            .filter_map(|(id, p)| {
+                if now.saturating_duration_since(p.first_seen) >= limits.max_age {
+                    Some((*id, Completion::MaxAge))
+                } else if p.has_root
+                    && now.saturating_duration_since(p.last_seen) >= limits.quiet_period
+                {
+                    Some((*id, Completion::Quiet))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut traces = std::mem::take(&mut state.ready);
+        for (id, completion) in done {
+            if let Some(trace) = state.remove(&id, completion) {
+                self.metrics.completed(completion);
+                traces.push(trace);
+            }
+        }
+        self.metrics.set_in_flight(state.pending.len(), state.spans);
+        traces
+    }
+
+    /// Removes every trace in flight (at shutdown).
+    pub fn take_all(&self) -> Vec<AssembledTrace> {
+        let mut state = self.lock();
+        let ids: Vec<TraceId> = state.pending.keys().copied().collect();
+        let mut traces = std::mem::take(&mut state.ready);
+        for id in ids {
+            if let Some(trace) = state.remove(&id, Completion::Shutdown) {
+                self.metrics.completed(Completion::Shutdown);
+                traces.push(trace);
+            }
+        }
+        self.metrics.set_in_flight(0, 0);
+        traces
+    }
+
+    /// Hands traces to every consumer.
+    pub fn dispatch(&self, traces: Vec<AssembledTrace>) {
+        for trace in traces {
+            let trace = Arc::new(trace);
+            for consumer in &self.consumers {
+                consumer.on_trace(&trace);
+            }
+        }
+    }
+
+    /// Sweeps for complete traces until `stop` fires, then completes what is
+    /// left, so a shutdown analyses every trace it holds.
+    pub fn spawn_sweeper(self: &Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let assembler = Arc::clone(self);
+        // A quarter of the quiet period keeps the delay from the quiet point to
+        // completion small relative to it, without spinning on short periods.
+        let every = (assembler.limits.quiet_period / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = ticker.tick() => {}
+                    () = assembler.wake.notified() => {}
+                }
+                let traces = assembler.take_complete(Instant::now());
+                assembler.dispatch(traces);
+            }
+            let traces = assembler.take_all();
+            assembler.dispatch(traces);
+        })
+    }
+}
+
+impl State {
+    fn evict_oldest(&mut self, completion: Completion) -> Option<AssembledTrace> {
+        let (_, id) = self.order.first_key_value()?;
+        let id = *id;
+        self.remove(&id, completion)
+    }
+
+    fn remove(&mut self, id: &TraceId, completion: Completion) -> Option<AssembledTrace> {
+        let pending = self.pending.remove(id)?;
+        self.order.remove(&pending.seq);
+        self.spans -= pending.spans.len();
+        let partial = !pending.has_root
+            || pending.dropped > 0
+            || matches!(
+                completion,
+                Completion::EvictedSpans | Completion::EvictedTraces
+            );
+        Some(AssembledTrace {
+            trace_id: *id,
+            spans: pending.spans,
+            partial,
+            dropped_spans: pending.dropped,
+            completion,
+        })
+    }
+}
+
+impl Observer for TraceAssembler {
+    fn observe(&self, batch: &Batch) {
+        let Batch::Traces(request) = batch else {
+            return;
+        };
+        let mut spans = Vec::new();
+        for resource in &request.resource_spans {
+            let service: Arc<str> = Arc::from(service_name(resource.resource.as_ref()));
+            for scope in &resource.scope_spans {
+                spans.reserve(scope.spans.len());
+                spans.extend(
+                    scope
+                        .spans
+                        .iter()
+                        .filter_map(|span| AssembledSpan::from_otlp(&service, span)),
+                );
+            }
+        }
+        self.add_spans(spans, Instant::now());
+    }
+}
+
+#[cfg(test)]
+#[path = "assembler_tests.rs"]
+mod tests;

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# N+1 detection cost in the full pipeline: the same agent build with trace
+# assembly and detection off (`traces.enabled = false`) and on (the default),
+# alternating ROUNDS times in one run, each taking the load generator flat out
+# with an N+1 loop in every trace (a list query, 9 lookups with one template,
+# one outbound call: 12 spans). Then the time from a trace's completion (the
+# end of its quiet period) to its finding on /api/v1/findings. Loopback only.
+#
+#   bash examples/bench/n-plus-one.sh                    # 10 s per phase, 2 rounds
+#   DURATION=20s ROUNDS=3 bash examples/bench/n-plus-one.sh
+#
+# Prints a markdown report for BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-2}
+CONNECTIONS=${CONNECTIONS:-4}
+
+cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen
+AGENT_BIN=target/release/telltale
+LOADGEN=target/release/telltale-loadgen
+
+WORK=$(mktemp -d)
+AGENT=
+stop_agent() {
+    if [ -n "$AGENT" ]; then
+        kill -INT "$AGENT" 2>/dev/null || true; sleep 0.3; kill -INT "$AGENT" 2>/dev/null || true
+        wait "$AGENT" 2>/dev/null || true
+        AGENT=
+    fi
+}
+trap 'stop_agent; rm -rf "$WORK"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_agent() { # extra config
+    local public admin grpc
+    public=$(free_port); admin=$(free_port); grpc=$(free_port); HTTP_PORT=$(free_port)
+    cat >"$WORK/agent.toml" <<TOML
+[listeners]
+public = "127.0.0.1:$public"
+admin = "127.0.0.1:$admin"
+otlp_grpc = "127.0.0.1:$grpc"
+otlp_http = "127.0.0.1:$HTTP_PORT"
+[health.checks.mem]
+kind = "memory"
+[storage]
+path = "$WORK/telltale-$RANDOM.db"
+$1
+TOML
+    "$AGENT_BIN" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
+    AGENT=$!
+    ADMIN="http://127.0.0.1:$admin"
+    ENDPOINT="http://127.0.0.1:$grpc"
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$public/health/live" >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "agent did not start:"; cat "$WORK/agent.log"; exit 1
+}
+
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$AGENT/stat"; }
+metric() { curl -fs "$ADMIN/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $2} END {print s + 0}'; }
+
+# Flat-out load; sets RATE (accepted spans/s) and CPU (agent, % of one core).
+load() {
+    local before after
+    before=$(cpu_seconds)
+    "$LOADGEN" --endpoint "$ENDPOINT" --duration "$DURATION" --connections "$CONNECTIONS" \
+        --spans-per-request 120 --repeated-queries 9 >"$WORK/report.json"
+    after=$(cpu_seconds)
+    RATE=$(python3 -c "import json; print(round(json.load(open('$WORK/report.json'))['accepted_spans_per_second']))")
+    CPU=$(python3 -c "import json; r=json.load(open('$WORK/report.json')); print(f'{($after - $before) / r[\"seconds\"] * 100:.0f}')")
+}
+
+echo "### N+1 detection — $(date -u +%Y-%m-%d), $(nproc) cores, grpc, $CONNECTIONS connections, $DURATION per phase, 12-span traces with a 9-query N+1 loop"
+echo
+echo "| round | detection | accepted spans/s | agent CPU (of one core) | traces analysed | findings | peak RSS MiB |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+OFF_RATES=(); ON_RATES=()
+for round in $(seq "$ROUNDS"); do
+    start_agent "[traces]
+enabled = false"
+    load
+    OFF_RATES+=("$RATE")
+    echo "| $round | off (traces.enabled = false) | $RATE | $CPU % | - | - | $(awk '$1 == "VmHWM:" {printf "%.1f", $2 / 1024}' /proc/$AGENT/status) |"
+    stop_agent
+
+    start_agent ""
+    load
+    ON_RATES+=("$RATE")
+    sleep 3   # the last traces' quiet period
+    echo "| $round | on (default) | $RATE | $CPU % | $(metric telltale_n_plus_one_analysed_traces_total) | $(metric telltale_n_plus_one_findings) | $(awk '$1 == "VmHWM:" {printf "%.1f", $2 / 1024}' /proc/$AGENT/status) |"
+    stop_agent
+done
+echo
+python3 - "${OFF_RATES[*]}" "${ON_RATES[*]}" <<'PY'
+import sys, statistics
+off = [float(x) for x in sys.argv[1].split()]
+on = [float(x) for x in sys.argv[2].split()]
+pairs = ", ".join(f"{b / a:.2f}" for a, b in zip(off, on))
+print(f"- detection on / off, per round: **{pairs}**; medians {statistics.median(on):.0f} vs {statistics.median(off):.0f} spans/s "
+      f"(**{statistics.median(on) / statistics.median(off):.2f}**)")
+PY
+
+# Completion to finding: one N+1 trace at a time over OTLP/HTTP JSON; the
+# trace is complete quiet_period after its last span arrived; poll the API.
+start_agent "[traces]
+quiet_period = \"2s\""
+python3 - "$HTTP_PORT" "$ADMIN" <<'PY'
+import json, os, sys, time, urllib.request
+port, admin = sys.argv[1], sys.argv[2]
+quiet = 2.0
+samples = []
+for n in range(20):
+    trace = os.urandom(16).hex()
+    now = time.time_ns()
+    root = os.urandom(8).hex()
+    def span(i, parent, kind, name, attrs):
+        return {"traceId": trace, "spanId": f"{i + 1:016x}" if parent else root, "parentSpanId": parent,
+                "name": name, "kind": kind, "startTimeUnixNano": str(now + i * 1000), "endTimeUnixNano": str(now + i * 1000 + 900),
+                "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs.items()]}
+    spans = [span(0, "", 2, "GET /orders", {"http.route": "/orders"})]
+    for i in range(10):
+        spans.append(span(i + 1, root, 3, "SELECT", {"db.system.name": "postgresql", "db.query.text": "SELECT * FROM customers WHERE id = $1"}))
+    body = json.dumps({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bench"}}]},
+                                          "scopeSpans": [{"spans": spans}]}]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", body, {"content-type": "application/json"})
+    urllib.request.urlopen(req).read()
+    sent = time.monotonic()
+    while True:
+        found = json.load(urllib.request.urlopen(f"{admin}/api/v1/findings"))["findings"]
+        if found and found[0]["exampleTraceId"] == trace:
+            break
+        time.sleep(0.002)
+    samples.append((time.monotonic() - sent - quiet) * 1000)
+samples.sort()
+print(f"- completion → finding on /api/v1/findings (quiet_period 2s, 20 traces, 2 ms polling): "
+      f"median **{samples[10]:.0f} ms**, max {samples[-1]:.0f} ms after the quiet period ended "
+      f"(the sweep runs every quiet_period / 4, at most 250 ms)")
+PY

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# examples/shop under wrk in its three instrumentation modes, in one run:
+# `none` (no subscriber: every span disabled), `sdk` (telltale_sdk::init,
+# 100 % sampling, exporting to a real telltale agent) and `hand-wired`
+# (tracing-opentelemetry + opentelemetry-otlp's batch processor set up by hand,
+# the same spans, exporting to the same agent). Modes alternate over ROUNDS so
+# drift on the machine hits them all alike.
+#
+#   bash examples/bench/sdk-overhead.sh                  # /orders/fast, 3 rounds of 10 s
+#   ROUTE=/products/7 ROUNDS=5 bash examples/bench/sdk-overhead.sh
+#
+# Needs: wrk, the machine's PostgreSQL (127.0.0.1:5432, database `test`) and
+# Redis (127.0.0.1:6379). Loopback only. Prints a markdown table.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+ROUTE=${ROUTE:-/orders/fast}
+ROUNDS=${ROUNDS:-3}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-32}
+DURATION=${DURATION:-10s}
+
+command -v wrk >/dev/null || { echo "sdk-overhead: wrk is missing (apt-get install wrk)" >&2; exit 1; }
+
+cargo build --release -q -p telltale-agent --bin telltale -p telltale-example-shop --bin shop
+AGENT=target/release/telltale
+SHOP=target/release/shop
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PUBLIC=$(free_port); ADMIN=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
+cat >"$WORK/telltale.toml" <<EOF2
+[listeners]
+public = "127.0.0.1:$PUBLIC"
+admin = "127.0.0.1:$ADMIN"
+otlp_grpc = "127.0.0.1:$GRPC"
+otlp_http = "127.0.0.1:$HTTP"
+
+[storage]
+path = "$WORK/telltale.db"
+EOF2
+"$AGENT" --config "$WORK/telltale.toml" >"$WORK/agent.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PUBLIC/livez" >/dev/null && break; sleep 0.1; done
+
+accepted() { curl -fs "http://127.0.0.1:$ADMIN/metrics" | awk '/^telltale_ingest_accepted_items_total\{signal="traces"\}/ {print $2}'; }
+
+# One mode for one round: start the shop, warm up, measure, stop.
+# Prints "requests/s p99_ms".
+measure() {
+    local mode=$1 port pid
+    port=$(free_port)
+    SHOP_LISTEN="127.0.0.1:$port" SHOP_INSTRUMENTATION="$mode" OTEL_SERVICE_NAME="shop-$mode" \
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$GRPC" RUST_LOG=warn \
+        "$SHOP" >"$WORK/shop-$mode.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d3s "http://127.0.0.1:$port$ROUTE" >/dev/null
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port$ROUTE" >"$WORK/wrk-$mode.txt"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    local rps p99
+    rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/wrk-$mode.txt")
+    p99=$(awk '$1 == "99%" { v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v }' "$WORK/wrk-$mode.txt")
+    if grep -q "Non-2xx" "$WORK/wrk-$mode.txt"; then
+        echo "sdk-overhead: $mode answered errors:" >&2; cat "$WORK/wrk-$mode.txt" >&2; exit 1
+    fi
+    echo "$rps $p99"
+}
+
+echo "| round | none req/s | sdk req/s | hand-wired req/s | sdk/none | sdk/hand-wired | p99 none | p99 sdk | p99 hand-wired | sdk p99 added |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+before=$(accepted)
+for round in $(seq "$ROUNDS"); do
+    read -r none_rps none_p99 < <(measure none)
+    read -r sdk_rps sdk_p99 < <(measure sdk)
+    read -r hand_rps hand_p99 < <(measure hand-wired)
+    python3 - "$round" "$none_rps" "$sdk_rps" "$hand_rps" "$none_p99" "$sdk_p99" "$hand_p99" <<'PY'
+import sys
+r, n, s, h, pn, ps, ph = sys.argv[1], *map(float, sys.argv[2:])
+print(f"| {r} | {n:,.0f} | {s:,.0f} | {h:,.0f} | {s/n:.2f} | {s/h:.2f} | {pn:.2f} ms | {ps:.2f} ms | {ph:.2f} ms | {ps-pn:+.2f} ms |")
+PY
+done
+echo
+echo "spans the agent accepted during the run: $(( $(accepted) - before ))"
+echo "route $ROUTE, wrk -t$THREADS -c$CONNECTIONS -d$DURATION per mode and round; release builds"
