@@ -363,11 +363,14 @@ async fn a_full_queue_refuses_retryably_and_loses_nothing_it_accepted() {
     let body = request_of((0..10).map(|i| raw_span(i, true)).collect()).encode_to_vec();
     let url = format!("http://127.0.0.1:{}/v1/traces", ports.otlp_http);
 
+    // One client for all: building one per request is slow enough on a loaded
+    // machine to let the requests trickle in at the pipeline's pace.
+    let client = telltale_tests::http_client();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..12 {
-        let (url, body) = (url.clone(), body.clone());
+        let (url, body, client) = (url.clone(), body.clone(), client.clone());
         tasks.spawn(async move {
-            let response = telltale_tests::http_client()
+            let response = client
                 .post(url)
                 .header("content-type", "application/x-protobuf")
                 .body(body)
