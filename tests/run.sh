@@ -57,6 +57,7 @@ need haproxy have haproxy /usr/sbin/haproxy
 need wrk have wrk
 need nginx-light have nginx /usr/sbin/nginx
 need chromium have chromium
+need prometheus have prometheus
 need chromium-driver have chromedriver
 
 if ((${#missing[@]} > 0)); then

@@ -27,6 +27,7 @@ pub mod ports;
 pub mod postgres;
 mod proc_tree;
 mod process;
+pub mod prometheus;
 pub mod redis;
 mod resp;
 pub mod shared;
