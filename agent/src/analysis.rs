@@ -1,5 +1,6 @@
 //! Trace analysis wired together: the assembler (a pipeline observer), its
-//! consumers (N+1 detection, then the recent-trace ring), the findings store
+//! consumers (N+1 detection, then the recent-trace ring, then the consumers
+//! the caller adds, e.g. span flame graphs), the findings store
 //! and its SQLite writer, and their API routes. Started and finished by
 //! [`crate::run_on`].
 
@@ -29,11 +30,13 @@ pub struct TraceAnalysis {
 }
 
 impl TraceAnalysis {
-    /// Loads stored findings and starts assembly and detection as configured.
+    /// Loads stored findings and starts assembly and detection as configured;
+    /// `more_consumers` read every completed trace too.
     pub async fn start(
         config: &Config,
         pool: SqlitePool,
         registry: &mut Registry,
+        more_consumers: Vec<Arc<dyn TraceConsumer>>,
         stop: &CancellationToken,
     ) -> Self {
         let trace_metrics = TraceMetrics::register(registry);
@@ -58,6 +61,7 @@ impl TraceAnalysis {
                 )));
             }
             consumers.push(Arc::clone(&ring) as Arc<dyn TraceConsumer>);
+            consumers.extend(more_consumers);
             let assembler = Arc::new(TraceAssembler::new(
                 &config.traces,
                 consumers,

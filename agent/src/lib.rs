@@ -153,42 +153,33 @@ pub async fn run_on(
     if !config.raw.alerts.rules.is_empty() {
         background.push(alerts.spawn(config.raw.alerts.evaluate_every, stop_work.clone()));
     }
-    // Traces: assembly, N+1 detection, recent traces (findings load from storage).
+    // Flame graphs: CPU profiles from the admin listener, completed traces
+    // from the assembler below.
+    let flames = flame::FlameGraphs::new(&config.raw.flame, &mut registry);
+    background.push(flame::spawn_housekeeping(
+        Arc::clone(&flames),
+        stop_work.clone(),
+    ));
+    // Traces: assembly, N+1 detection, recent traces (findings load from
+    // storage), span flame graphs.
     let analysis = analysis::TraceAnalysis::start(
         &config.raw,
         storage.pool().clone(),
         &mut registry,
+        vec![Arc::new(flame::SpanFlameFeed::new(Arc::clone(&flames)))],
         &stop_work,
     )
     .await;
-    // Flame graphs: CPU profiles from the admin listener, spans grouped into traces.
-    let flame_config = &config.raw.flame;
-    let flames = flame::FlameGraphs::new(flame_config, &mut registry);
-    let trace_grouper = (!ingest.discard).then(|| {
-        Arc::new(flame::TraceGrouper::new(
-            Arc::clone(&flames),
-            flame_config.max_pending_traces,
-            flame_config.max_spans_per_trace,
-            flame_config.trace_idle,
-        ))
-    });
-    background.push(flame::spawn_housekeeping(
-        Arc::clone(&flames),
-        trace_grouper.clone(),
-        stop_work.clone(),
-    ));
     let mut observers: Vec<Arc<dyn Observer>> = if ingest.discard {
         tracing::warn!(
             "ingest.discard is set: telemetry is decoded and dropped (benchmark baseline)"
         );
         Vec::new()
     } else {
-        let mut observers: Vec<Arc<dyn Observer>> = vec![Arc::new(SignalsObserver {
+        vec![Arc::new(SignalsObserver {
             store: Arc::clone(&store),
             saturation: Arc::clone(&saturation),
-        })];
-        observers.extend(trace_grouper.map(|g| g as Arc<dyn Observer>));
-        observers
+        }) as Arc<dyn Observer>]
     };
     observers.extend(analysis.observer());
     // The golden signals go upstream too, read from the store as OTLP metrics.

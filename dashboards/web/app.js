@@ -83,6 +83,9 @@ async function show() {
     window.scrollTo(0, scroll);
     document.body.dataset.page = current.name;
     document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
+    // Time to first render with data, for benchmarks and curious engineers:
+    // performance.getEntriesByName("telltale:first-render").
+    if (document.body.dataset.rendered === "1") performance.mark("telltale:first-render");
     setStatus(`updated ${new Date().toLocaleTimeString("en-GB", { hour12: false })}`);
     document.getElementById("forget-token").hidden = !token();
   } catch (error) {

@@ -475,7 +475,7 @@ async fn a_million_distinct_frames_are_bounded_by_the_stack_cap() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn span_flame_graphs_fold_real_traces_by_self_time() {
-    let agent = telemetry_agent("[flame]\ntrace_idle = \"1s\"\n").await;
+    let agent = telemetry_agent("[traces]\nquiet_period = \"1s\"\n").await;
     let ports = agent.agent_ports().expect("ports");
     let shop = exporter(
         Transport::HttpProtobuf,

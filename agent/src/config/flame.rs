@@ -33,15 +33,6 @@ pub struct FlameConfig {
     /// Largest profile accepted, compressed and after decompression (gzip
     /// bombs stop here). Default 16 MiB → HTTP 413 above.
     pub max_profile_size: ByteSize,
-    /// Traces being gathered span by span for the span flame graphs at once.
-    /// Default 10,000; spans of further traces are dropped and counted.
-    pub max_pending_traces: usize,
-    /// Spans kept per trace. Default 1,000; further spans are dropped and counted.
-    pub max_spans_per_trace: usize,
-    /// A trace is folded once no span of it arrived for this long.
-    /// Default 5s: SDKs export every few seconds, so late children still count.
-    #[serde(with = "humantime_serde")]
-    pub trace_idle: Duration,
     /// Recent traces kept for single-trace flame charts (`trace_id=`).
     /// Default 200.
     pub recent_traces: usize,
@@ -56,9 +47,6 @@ impl Default for FlameConfig {
             max_stacks: 200_000,
             max_bytes: ByteSize::mib(128),
             max_profile_size: ByteSize::mib(16),
-            max_pending_traces: 10_000,
-            max_spans_per_trace: 1_000,
-            trace_idle: Duration::from_secs(5),
             recent_traces: 200,
         }
     }
@@ -90,16 +78,6 @@ impl FlameConfig {
         let counts = [
             ("flame.max_series", self.max_series, "the default is 1000"),
             ("flame.max_stacks", self.max_stacks, "the default is 200000"),
-            (
-                "flame.max_pending_traces",
-                self.max_pending_traces,
-                "the default is 10000",
-            ),
-            (
-                "flame.max_spans_per_trace",
-                self.max_spans_per_trace,
-                "the default is 1000",
-            ),
         ];
         for (key, value, advice) in counts {
             if value == 0 {

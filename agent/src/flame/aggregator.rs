@@ -3,7 +3,7 @@
 //! traces are also kept whole for single-trace flame charts.
 //!
 //! Input is a plain list of [`FoldSpan`]s per trace, so whatever assembles
-//! traces (the trace assembler, or [`super::grouper`] until then) feeds it with
+//! traces (the trace assembler, through [`super::SpanFlameFeed`]) feeds it with
 //! one call to [`SpanFlames::add_trace`].
 
 use std::collections::VecDeque;

@@ -50,8 +50,6 @@ pub struct FlameMetrics {
     pub cpu: SourceMetrics,
     profiles: Family<ProfileLabels, Counter>,
     traces: Family<TraceLabels, Counter>,
-    /// Spans dropped by the trace grouper's bounds.
-    pub dropped_spans: Counter,
 }
 
 impl FlameMetrics {
@@ -79,7 +77,6 @@ impl FlameMetrics {
             cpu: source("cpu"),
             profiles: Family::default(),
             traces: Family::default(),
-            dropped_spans: Counter::default(),
         };
         registry.register(
             "flame_series",
@@ -119,13 +116,8 @@ impl FlameMetrics {
         );
         registry.register(
             "flame_traces",
-            "Traces folded into span flame graphs, or dropped by the grouper's bounds",
+            "Traces folded into span flame graphs",
             metrics.traces.clone(),
-        );
-        registry.register(
-            "flame_dropped_spans",
-            "Spans not folded because flame.max_pending_traces or flame.max_spans_per_trace was reached",
-            metrics.dropped_spans.clone(),
         );
         metrics
     }

@@ -4,12 +4,11 @@
 //! pprof, native `POST /v1/profiles` or Pyroscope's `POST /ingest`). Both are
 //! kept as folded stacks in bounded time buckets ([`StackStore`]).
 //!
-//! Routes: [`router`]. The room may read the pipeline's batches (through
-//! [`TraceGrouper`]) and nothing else of the agent.
+//! Routes: [`router`]. Span flame graphs read completed traces from the trace
+//! assembler ([`SpanFlameFeed`], a `TraceConsumer`), as N+1 detection does.
 
 mod aggregator;
 mod folded;
-mod grouper;
 mod ingest;
 mod labels;
 mod metrics;
@@ -18,6 +17,7 @@ mod query;
 mod render;
 mod spans;
 mod store;
+mod trace_feed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,12 +30,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use aggregator::{RecentTrace, SpanFlames};
 pub use folded::{FoldedError, OTHER_FRAME, SortedStacks, Stacks, frame_name, parse_folded};
-pub use grouper::TraceGrouper;
 pub use metrics::FlameMetrics;
 pub use pprof::{DecodedProfile, PprofError, decode_pprof};
 pub use render::{Look, Mode, Source, differential, render_svg};
 pub use spans::{FoldSpan, FoldedTrace, MISSING_PARENT, flame_chart, fold_trace};
 pub use store::{CountMeta, OVERFLOW_DETAIL, SeriesKey, StackStore, StoreLimits};
+pub use trace_feed::SpanFlameFeed;
 
 use crate::config::FlameConfig;
 
@@ -99,13 +99,12 @@ pub fn router(flames: Arc<FlameGraphs>) -> Router {
         .with_state(flames)
 }
 
-/// How often expired buckets are dropped and idle traces folded.
+/// How often expired buckets are dropped.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
-/// Folds idle traces every second and drops expired buckets, until `cancel`.
+/// Drops expired buckets every second, until `cancel`.
 pub fn spawn_housekeeping(
     flames: Arc<FlameGraphs>,
-    grouper: Option<Arc<TraceGrouper>>,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -114,12 +113,7 @@ pub fn spawn_housekeeping(
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
-                _ = ticker.tick() => {
-                    if let Some(grouper) = &grouper {
-                        grouper.flush(std::time::Instant::now());
-                    }
-                    flames.expire(crate::signals::unix_now());
-                }
+                _ = ticker.tick() => flames.expire(crate::signals::unix_now()),
             }
         }
     })
