@@ -170,16 +170,15 @@ where
     {
         let (query, span) = Recorded::<DB>::new(query, &self.target);
         let failure_span = span.clone();
-        let _entered = span.enter();
-        let steps = self.inner.fetch_many(query).inspect(move |step| {
+        let steps = without_current_span(|| self.inner.fetch_many(query));
+        let steps = steps.inspect(move |step| {
             if let Err(error) = step {
                 record_error(&failure_span, error);
             }
         });
-        drop(_entered);
-        InSpan {
+        UntilDone {
             inner: steps.boxed(),
-            span,
+            span: Some(span),
         }
         .boxed()
     }
@@ -194,8 +193,7 @@ where
     {
         let (query, span) = Recorded::<DB>::new(query, &self.target);
         let failure_span = span.clone();
-        self.inner
-            .fetch_optional(query)
+        without_current_span(|| self.inner.fetch_optional(query))
             .inspect(move |result| {
                 if let Err(error) = result {
                     record_error(&failure_span, error);
@@ -224,14 +222,17 @@ where
     }
 }
 
-/// A stream polled inside its span, so the span covers the whole query
-/// (tracing's `Instrument` covers futures only).
-struct InSpan<'e, T> {
+/// A stream that holds its query's span open until the last row (or until
+/// it is dropped, when the caller stops early), so the span covers the whole
+/// query. The span is not entered on each poll: nothing inside sqlx's stream
+/// starts spans of its own, and entering costs a trip through every layer
+/// per row.
+struct UntilDone<'e, T> {
     inner: BoxStream<'e, T>,
-    span: Span,
+    span: Option<Span>,
 }
 
-impl<T> futures_util::Stream for InSpan<'_, T> {
+impl<T> futures_util::Stream for UntilDone<'_, T> {
     type Item = T;
 
     fn poll_next(
@@ -239,9 +240,21 @@ impl<T> futures_util::Stream for InSpan<'_, T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<T>> {
         let this = &mut *self;
-        let _entered = this.span.enter();
-        this.inner.poll_next_unpin(cx)
+        let next = this.inner.poll_next_unpin(cx);
+        if let std::task::Poll::Ready(None) = next {
+            // Closing the span here ends it at the last row.
+            this.span = None;
+        }
+        next
     }
+}
+
+/// Builds sqlx's stream or future where no span is current. sqlx runs them
+/// `in_current_span`, which would enter the request's span, through every
+/// layer, on each of their polls (one per row); our own span already times
+/// the query.
+fn without_current_span<T>(build: impl FnOnce() -> T) -> T {
+    tracing::dispatcher::with_default(&tracing::Dispatch::none(), build)
 }
 
 fn record_error(span: &Span, error: &sqlx::Error) {
@@ -284,22 +297,11 @@ impl<DB: TracedDatabase> Recorded<DB> {
 }
 
 fn query_span<DB: TracedDatabase>(text: &str, parameterised: bool, target: &Target) -> Span {
-    let span = tracing::info_span!(
-        "db.query",
-        otel.name = field::Empty,
-        otel.kind = "client",
-        otel.status_code = field::Empty,
-        db.system.name = DB::SYSTEM,
-        db.query.text = field::Empty,
-        db.operation.name = field::Empty,
-        db.collection.name = field::Empty,
-        server.address = field::Empty,
-        server.port = field::Empty,
-        error.type = field::Empty,
-    );
     // Describing the query costs a pass over its text: only when recorded.
-    if span.is_disabled() {
-        return span;
+    // Every field is set as the span is created: each later `record` is a
+    // trip through every layer.
+    if !tracing::span_enabled!(tracing::Level::INFO) {
+        return Span::none();
     }
     let info = sql::describe(text, parameterised, DB::DOUBLE_QUOTES_ARE_STRINGS);
     let name = match (&info.operation, &info.collection) {
@@ -307,19 +309,23 @@ fn query_span<DB: TracedDatabase>(text: &str, parameterised: bool, target: &Targ
         (Some(operation), None) => operation.clone(),
         _ => DB::SYSTEM.to_owned(),
     };
-    span.record("otel.name", name);
-    span.record("db.query.text", info.text);
-    if let Some(operation) = info.operation {
-        span.record("db.operation.name", operation);
-    }
-    if let Some(table) = info.collection {
-        span.record("db.collection.name", table);
-    }
-    if let Some((host, port)) = &target.server {
-        span.record("server.address", host.as_str());
-        span.record("server.port", i64::from(*port));
-    }
-    span
+    let (address, port) = match &target.server {
+        Some((host, port)) => (Some(host.as_str()), Some(i64::from(*port))),
+        None => (None, None),
+    };
+    tracing::info_span!(
+        "db.query",
+        otel.name = name,
+        otel.kind = "client",
+        otel.status_code = field::Empty,
+        db.system.name = DB::SYSTEM,
+        db.query.text = info.text,
+        db.operation.name = info.operation,
+        db.collection.name = info.collection,
+        server.address = address,
+        server.port = port,
+        error.type = field::Empty,
+    )
 }
 
 impl<'q, DB: Database> Execute<'q, DB> for Recorded<DB> {
