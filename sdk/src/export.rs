@@ -3,9 +3,9 @@
 //! what went out and what was dropped. The SDK's batch processor drops too when
 //! full, but keeps its count private; the host's operators need it.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -62,17 +62,37 @@ pub(crate) struct QueueLimits {
     pub(crate) export_timeout: Duration,
 }
 
+/// What the worker is told besides spans.
 enum Message {
-    Span(Box<SpanData>),
+    /// A full batch is waiting in the span queue.
+    BatchReady,
     Resource(Resource),
     Flush(mpsc::Sender<OTelSdkResult>),
     Shutdown(mpsc::Sender<OTelSdkResult>),
 }
 
+/// Control messages waiting at most: `BatchReady` is sent once until the
+/// worker takes it, the others are rare and wait for room.
+const CONTROL_QUEUE: usize = 16;
+
+/// Between `on_end` and the worker: spans queue on their own channel and the
+/// worker is woken once per full batch (or by its timer), not once per span:
+/// a wake-up per span is a context switch per span on the app's cores.
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Spans queued since the worker last drained the queue.
+    spans: AtomicUsize,
+    /// A `BatchReady` is on its way; no need to send another.
+    wake_sent: AtomicBool,
+}
+
 /// The span processor: never blocks, never panics, counts what it loses.
 #[derive(Debug)]
 pub(crate) struct BoundedSpanProcessor {
-    sender: SyncSender<Message>,
+    spans: SyncSender<SpanData>,
+    control: SyncSender<Message>,
+    waiting: Arc<Waiting>,
+    max_batch: usize,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -82,12 +102,20 @@ impl BoundedSpanProcessor {
     where
         E: SpanExporter + 'static,
     {
-        let (sender, receiver) = mpsc::sync_channel(limits.max_queue);
+        let (spans, span_queue) = mpsc::sync_channel(limits.max_queue);
+        let (control, control_queue) = mpsc::sync_channel(CONTROL_QUEUE);
+        let waiting = Arc::new(Waiting::default());
+        let worker_waiting = Arc::clone(&waiting);
         let worker = std::thread::Builder::new()
             .name("telltale-sdk-export".into())
-            .spawn(move || Worker::new(exporter, limits).run(&receiver))?;
+            .spawn(move || {
+                Worker::new(exporter, limits, span_queue, worker_waiting).run(&control_queue);
+            })?;
         Ok(Self {
-            sender,
+            spans,
+            control,
+            waiting,
+            max_batch: limits.max_batch,
             worker: Mutex::new(Some(worker)),
         })
     }
@@ -99,9 +127,9 @@ impl BoundedSpanProcessor {
         timeout: Duration,
     ) -> OTelSdkResult {
         let (reply, answer) = mpsc::channel();
-        // A full queue is drained by the worker within one export timeout;
-        // control messages wait for room rather than being lost.
-        self.sender
+        // The worker empties the control queue between exports; control
+        // messages wait for room rather than being lost.
+        self.control
             .send(make(reply))
             .map_err(|_| OTelSdkError::AlreadyShutdown)?;
         match answer.recv_timeout(timeout) {
@@ -118,9 +146,15 @@ impl SpanProcessor for BoundedSpanProcessor {
         if !span.span_context.is_sampled() {
             return;
         }
-        match self.sender.try_send(Message::Span(Box::new(span))) {
+        match self.spans.try_send(span) {
             Ok(()) => {
                 QUEUED.fetch_add(1, Ordering::Relaxed);
+                let waiting = self.waiting.spans.fetch_add(1, Ordering::AcqRel) + 1;
+                if waiting >= self.max_batch && !self.waiting.wake_sent.swap(true, Ordering::AcqRel)
+                {
+                    // Full control queue: the worker has messages to wake it anyway.
+                    let _ = self.control.try_send(Message::BatchReady);
+                }
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 DROPPED_QUEUE_FULL.fetch_add(1, Ordering::Relaxed);
@@ -149,13 +183,15 @@ impl SpanProcessor for BoundedSpanProcessor {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        let _ = self.sender.send(Message::Resource(resource.clone()));
+        let _ = self.control.send(Message::Resource(resource.clone()));
     }
 }
 
 struct Worker<E> {
     exporter: E,
     limits: QueueLimits,
+    span_queue: Receiver<SpanData>,
+    waiting: Arc<Waiting>,
     batch: Vec<SpanData>,
     runtime: Option<tokio::runtime::Runtime>,
     last_failure_log: Option<Instant>,
@@ -165,7 +201,12 @@ struct Worker<E> {
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl<E: SpanExporter> Worker<E> {
-    fn new(exporter: E, limits: QueueLimits) -> Self {
+    fn new(
+        exporter: E,
+        limits: QueueLimits,
+        span_queue: Receiver<SpanData>,
+        waiting: Arc<Waiting>,
+    ) -> Self {
         // Exporters await IO driven by the app's runtime (where they were
         // built) and may use tokio timers; a small runtime of our own polls them.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -175,62 +216,55 @@ impl<E: SpanExporter> Worker<E> {
         Self {
             exporter,
             limits,
+            span_queue,
+            waiting,
             batch: Vec::with_capacity(limits.max_batch),
             runtime,
             last_failure_log: None,
         }
     }
 
-    fn run(mut self, receiver: &Receiver<Message>) {
+    fn run(mut self, control: &Receiver<Message>) {
         let mut deadline = Instant::now() + self.limits.delay;
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(wait) {
-                Ok(Message::Span(span)) => {
-                    self.batch.push(*span);
-                    if self.batch.len() >= self.limits.max_batch {
-                        let _ = self.export(); // counted and logged inside
-                        deadline = Instant::now() + self.limits.delay;
-                    }
+            match control.recv_timeout(wait) {
+                Ok(Message::BatchReady) | Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.export_queued(); // counted and logged inside
+                    deadline = Instant::now() + self.limits.delay;
                 }
                 Ok(Message::Resource(resource)) => self.exporter.set_resource(&resource),
                 Ok(Message::Flush(reply)) => {
-                    let result = self.export_queued(receiver);
-                    let _ = reply.send(result);
+                    let _ = reply.send(self.export_queued());
                 }
                 Ok(Message::Shutdown(reply)) => {
-                    let result = self.export_queued(receiver);
+                    let result = self.export_queued();
                     let _ = self.exporter.shutdown();
                     let _ = reply.send(result);
                     return;
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.export(); // counted and logged inside
-                    deadline = Instant::now() + self.limits.delay;
-                }
                 Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.export(); // counted and logged inside
+                    let _ = self.export_queued(); // counted and logged inside
                     return;
                 }
             }
         }
     }
 
-    /// Exports the current batch and every span already queued behind it.
-    fn export_queued(&mut self, receiver: &Receiver<Message>) -> OTelSdkResult {
-        let mut result = self.export();
-        while let Ok(message) = receiver.try_recv() {
-            match message {
-                Message::Span(span) => {
-                    self.batch.push(*span);
-                    if self.batch.len() >= self.limits.max_batch {
-                        result = result.and(self.export());
-                    }
-                }
-                Message::Resource(resource) => self.exporter.set_resource(&resource),
-                Message::Flush(reply) | Message::Shutdown(reply) => {
-                    let _ = reply.send(Ok(()));
-                }
+    /// Exports every span queued so far, a batch at a time. Spans that arrive
+    /// meanwhile wait for the next round, so a busy app cannot keep the worker
+    /// here.
+    fn export_queued(&mut self) -> OTelSdkResult {
+        self.waiting.wake_sent.store(false, Ordering::Release);
+        let queued = self.waiting.spans.swap(0, Ordering::AcqRel);
+        let mut result = Ok(());
+        for _ in 0..queued {
+            let Ok(span) = self.span_queue.try_recv() else {
+                break;
+            };
+            self.batch.push(span);
+            if self.batch.len() >= self.limits.max_batch {
+                result = result.and(self.export());
             }
         }
         result.and(self.export())
