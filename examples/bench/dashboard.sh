@@ -24,7 +24,7 @@ SECONDS_OF=${DURATION%s}
 
 command -v wrk >/dev/null || { echo "dashboard: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen -p telltale-tests --bin dashboard_bench
+cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --bin telltale-loadgen -p telltale-tests --bin dashboard_bench
 BIN=target/release/telltale
 LOADGEN=target/release/telltale-loadgen
 BENCH=target/release/dashboard_bench
@@ -77,7 +77,8 @@ spans() { counter 'telltale_ingest_accepted_items_total{signal="traces"}'; }
 loadgen() { "$LOADGEN" --endpoint "http://127.0.0.1:$GRPC" --connections 4 --report json "$@"; }
 
 # Load: 1,000 routes (one service), an N+1 in every trace, then 1,000 RUM pages.
-loadgen --services 1 --routes 1000 --repeated-queries 6 --rate 20000 --duration 10s >/dev/null
+# 1,000 spans per request: the 64 pooled requests then hold ~5,000 traces, enough to hit every route.
+loadgen --services 1 --routes 1000 --repeated-queries 6 --spans-per-request 1000 --rate 20000 --duration 10s >/dev/null
 wrk -t2 -c32 -d5s -s examples/bench/rum-beacons.lua "http://127.0.0.1:$PUBLIC/rum" >/dev/null
 ROUTES=$(curl -fs "$ADMIN_URL/api/v1/services?window=1h" | python3 -c 'import json,sys; print(sum(s["routes"] for s in json.load(sys.stdin)["services"]))')
 PAGES=$(counter telltale_rum_pages)

@@ -17,7 +17,7 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-4}
 
-cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen
+cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --bin telltale-loadgen
 AGENT_BIN=target/release/telltale
 LOADGEN=target/release/telltale-loadgen
 

@@ -15,7 +15,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-4}
 PROTOCOL=${PROTOCOL:-grpc}
 
-cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen
+cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --bin telltale-loadgen
 AGENT_BIN=target/release/telltale
 LOADGEN=target/release/telltale-loadgen
 
