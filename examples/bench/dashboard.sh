@@ -29,48 +29,14 @@ BIN=target/release/telltale
 LOADGEN=target/release/telltale-loadgen
 BENCH=target/release/dashboard_bench
 
-WORK=$(mktemp -d)
-AGENT=""
-POLLERS=()
-cleanup() {
-    for pid in "${POLLERS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    if [ -n "$AGENT" ]; then kill "$AGENT" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PUBLIC=$(free_port); ADMIN=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
+. examples/bench/lib.sh
 
 # Beacons all come from 127.0.0.1 here: the RUM rate limits are lifted.
-cat >"$WORK/telltale.toml" <<CONFIG
-[listeners]
-public = "127.0.0.1:$PUBLIC"
-admin = "127.0.0.1:$ADMIN"
-otlp_grpc = "127.0.0.1:$GRPC"
-otlp_http = "127.0.0.1:$HTTP"
-
-[health.checks.mem]
-kind = "memory"
-
-[storage]
-path = "$WORK/telltale.db"
-
-[rum]
+start_agent "$BIN" '[rum]
 client_rate = 10000000
 client_burst = 10000000
 global_rate = 10000000
-global_burst = 10000000
-CONFIG
-"$BIN" --config "$WORK/telltale.toml" >"$WORK/agent.log" 2>&1 &
-AGENT=$!
-for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$PUBLIC/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fs "http://127.0.0.1:$PUBLIC/health" >/dev/null || { echo "agent not healthy:"; cat "$WORK/agent.log"; exit 1; }
-ADMIN_URL="http://127.0.0.1:$ADMIN"
+global_burst = 10000000'
 
 counter() { curl -fs "$ADMIN_URL/metrics" | awk -v name="$1" '$1 == name {s += $2} END {print s + 0}'; }
 spans() { counter 'telltale_ingest_accepted_items_total{signal="traces"}'; }
@@ -116,12 +82,12 @@ echo "|---:|---:|---:|---:|"
 SUM_RATIO=0
 for round in $(seq "$ROUNDS"); do
     WITHOUT=$(flat_out)
-    POLLERS=()
-    for _ in $(seq "$DASHBOARDS"); do poll & POLLERS+=($!); done
+    BACKGROUND=()
+    for _ in $(seq "$DASHBOARDS"); do poll & BACKGROUND+=($!); done
     WITH=$(flat_out)
-    for pid in "${POLLERS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait "${POLLERS[@]}" 2>/dev/null || true
-    POLLERS=()
+    for pid in "${BACKGROUND[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait "${BACKGROUND[@]}" 2>/dev/null || true
+    BACKGROUND=()
     RATIO=$(awk -v a="$WITH" -v b="$WITHOUT" 'BEGIN {printf "%.3f", a / b}')
     SUM_RATIO=$(awk -v s="$SUM_RATIO" -v r="$RATIO" 'BEGIN {print s + r}')
     echo "| $round | $WITHOUT | $WITH | $RATIO |"

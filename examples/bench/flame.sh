@@ -25,45 +25,18 @@ AGENT_BIN=target/release/telltale
 CPU_BUSY=target/release/cpu_busy
 [ -n "${SKIP_OVERHEAD:-}" ] || cargo build --release -q -p telltale-tests --bin cpu_busy
 
-WORK=$(mktemp -d)
+. examples/bench/lib.sh
 INFERNO_ROOT=${INFERNO_ROOT:-$WORK/inferno}
-AGENT=
-stop_agent() {
-    if [ -n "$AGENT" ]; then
-        kill -INT "$AGENT" 2>/dev/null || true; sleep 0.3; kill -INT "$AGENT" 2>/dev/null || true
-        wait "$AGENT" 2>/dev/null || true
-        AGENT=
-    fi
-}
-trap 'stop_agent; rm -rf "$WORK"' EXIT
 
 if [ ! -x "$INFERNO_ROOT/bin/inferno-flamegraph" ]; then
     cargo install -q --locked --root "$INFERNO_ROOT" inferno --version "$INFERNO_VERSION"
 fi
 INFERNO="$INFERNO_ROOT/bin/inferno-flamegraph"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-public=$(free_port); admin=$(free_port); grpc=$(free_port); http=$(free_port)
-cat >"$WORK/agent.toml" <<EOF
-[listeners]
-public = "127.0.0.1:$public"
-admin = "127.0.0.1:$admin"
-otlp_grpc = "127.0.0.1:$grpc"
-otlp_http = "127.0.0.1:$http"
-[health.checks.mem]
-kind = "memory"
-[storage]
-path = ":memory:"
-[flame]
+start_agent "$AGENT_BIN" '[flame]
 # The 100,000-line profile is ~20 MB of text: above the 16 MiB default.
 max_profile_size = "64 MiB"
-max_bytes = "256 MiB"
-EOF
-"$AGENT_BIN" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
-AGENT=$!
-ADMIN="http://127.0.0.1:$admin"
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$public/health/live" >/dev/null 2>&1 && break; sleep 0.1; done
+max_bytes = "256 MiB"'
 
 # Deterministic synthetic profiles: stacks over 3,000 function names, depth
 # 6-30, a few hot paths and a long tail, as a large service's profile looks.
@@ -84,8 +57,8 @@ open(f"{work}/ingest.folded", "w").write(profile(5_000, 2))
 PY
 
 curl -fsS -o /dev/null -X POST --data-binary "@$WORK/big.folded" -H 'content-type: text/plain' \
-    "$ADMIN/v1/profiles?service=bench&sample_rate=99"
-GET_URL="$ADMIN/api/v1/flamegraph?source=cpu&service=bench"
+    "$ADMIN_URL/v1/profiles?service=bench&sample_rate=99"
+GET_URL="$ADMIN_URL/api/v1/flamegraph?source=cpu&service=bench"
 
 python3 - "$WORK" "$INFERNO" "$GET_URL" "$RUNS" "$(wc -c <"$WORK/big.folded")" <<'PY'
 import statistics, subprocess, sys, time, urllib.request
@@ -117,7 +90,7 @@ print()
 PY
 
 # Ingest: 2 keep-alive clients post the same 5,000-stack profile for INGEST_SECONDS.
-python3 - "$WORK" "$admin" "$INGEST_SECONDS" "$AGENT" <<'PY'
+python3 - "$WORK" "$ADMIN" "$INGEST_SECONDS" "$AGENT" <<'PY'
 import http.client, os, sys, threading, time
 work, port, seconds, pid = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 body = open(f"{work}/ingest.folded", "rb").read()

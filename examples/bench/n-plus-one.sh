@@ -21,44 +21,16 @@ cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --
 AGENT_BIN=target/release/telltale
 LOADGEN=target/release/telltale-loadgen
 
-WORK=$(mktemp -d)
-AGENT=
-stop_agent() {
-    if [ -n "$AGENT" ]; then
-        kill -INT "$AGENT" 2>/dev/null || true; sleep 0.3; kill -INT "$AGENT" 2>/dev/null || true
-        wait "$AGENT" 2>/dev/null || true
-        AGENT=
-    fi
-}
-trap 'stop_agent; rm -rf "$WORK"' EXIT
+. examples/bench/lib.sh
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-start_agent() { # extra config
-    local public admin grpc
-    public=$(free_port); admin=$(free_port); grpc=$(free_port); HTTP_PORT=$(free_port)
-    cat >"$WORK/agent.toml" <<TOML
-[listeners]
-public = "127.0.0.1:$public"
-admin = "127.0.0.1:$admin"
-otlp_grpc = "127.0.0.1:$grpc"
-otlp_http = "127.0.0.1:$HTTP_PORT"
-[health.checks.mem]
-kind = "memory"
-[storage]
-path = "$WORK/telltale-$RANDOM.db"
-$1
-TOML
-    "$AGENT_BIN" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
-    AGENT=$!
-    ADMIN="http://127.0.0.1:$admin"
-    ENDPOINT="http://127.0.0.1:$grpc"
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$public/health/live" >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "agent did not start:"; cat "$WORK/agent.log"; exit 1
+# Starts an agent with extra config; sets AGENT, ADMIN_URL, HTTP and ENDPOINT.
+start_n1_agent() {
+    start_agent "$AGENT_BIN" "$1"
+    ENDPOINT="http://127.0.0.1:$GRPC"
 }
 
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$AGENT/stat"; }
-metric() { curl -fs "$ADMIN/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $2} END {print s + 0}'; }
+metric() { curl -fs "$ADMIN_URL/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $2} END {print s + 0}'; }
 
 # Flat-out load; sets RATE (accepted spans/s) and CPU (agent, % of one core).
 load() {
@@ -77,14 +49,14 @@ echo "| round | detection | accepted spans/s | agent CPU (of one core) | traces 
 echo "|---|---|---:|---:|---:|---:|---:|"
 OFF_RATES=(); ON_RATES=()
 for round in $(seq "$ROUNDS"); do
-    start_agent "[traces]
+    start_n1_agent "[traces]
 enabled = false"
     load
     OFF_RATES+=("$RATE")
     echo "| $round | off (traces.enabled = false) | $RATE | $CPU % | - | - | $(awk '$1 == "VmHWM:" {printf "%.1f", $2 / 1024}' /proc/$AGENT/status) |"
     stop_agent
 
-    start_agent ""
+    start_n1_agent ""
     load
     ON_RATES+=("$RATE")
     sleep 3   # the last traces' quiet period
@@ -103,9 +75,9 @@ PY
 
 # Completion to finding: one N+1 trace at a time over OTLP/HTTP JSON; the
 # trace is complete quiet_period after its last span arrived; poll the API.
-start_agent "[traces]
+start_n1_agent "[traces]
 quiet_period = \"2s\""
-python3 - "$HTTP_PORT" "$ADMIN" <<'PY'
+python3 - "$HTTP" "$ADMIN_URL" <<'PY'
 import json, os, sys, time, urllib.request
 port, admin = sys.argv[1], sys.argv[2]
 quiet = 2.0

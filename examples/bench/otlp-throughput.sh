@@ -19,39 +19,12 @@ cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --
 AGENT_BIN=target/release/telltale
 LOADGEN=target/release/telltale-loadgen
 
-WORK=$(mktemp -d)
-AGENT=
-stop_agent() {
-    if [ -n "$AGENT" ]; then
-        kill -INT "$AGENT" 2>/dev/null || true; sleep 0.3; kill -INT "$AGENT" 2>/dev/null || true
-        wait "$AGENT" 2>/dev/null || true
-        AGENT=
-    fi
-}
-trap 'stop_agent; rm -rf "$WORK"' EXIT
+. examples/bench/lib.sh
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Starts an agent with extra config; sets AGENT and ENDPOINT.
-start_agent() {
-    local public admin grpc http
-    public=$(free_port); admin=$(free_port); grpc=$(free_port); http=$(free_port)
-    cat >"$WORK/agent.toml" <<EOF
-[listeners]
-public = "127.0.0.1:$public"
-admin = "127.0.0.1:$admin"
-otlp_grpc = "127.0.0.1:$grpc"
-otlp_http = "127.0.0.1:$http"
-[health.checks.mem]
-kind = "memory"
-$1
-EOF
-    "$AGENT_BIN" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
-    AGENT=$!
-    ADMIN="http://127.0.0.1:$admin"
-    if [ "$PROTOCOL" = grpc ]; then ENDPOINT="http://127.0.0.1:$grpc"; else ENDPOINT="http://127.0.0.1:$http"; fi
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$public/health/live" >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "agent did not start:"; cat "$WORK/agent.log"; exit 1
+# Starts an agent with extra config; sets AGENT, ADMIN_URL and ENDPOINT.
+start_otlp_agent() {
+    start_agent "$AGENT_BIN" "$1"
+    if [ "$PROTOCOL" = grpc ]; then ENDPOINT="http://127.0.0.1:$GRPC"; else ENDPOINT="http://127.0.0.1:$HTTP"; fi
 }
 
 # CPU seconds (user + system) the agent has used so far.
@@ -67,7 +40,7 @@ load() {
     CPU_PERCENT=$(python3 -c "import json; r=json.load(open('$WORK/report.json')); print(f'{($after - $before) / r[\"seconds\"] * 100:.1f}')")
 }
 field() { python3 -c "import json; r=json.load(open('$WORK/report.json')); v=r$1; print(f'{v:.0f}' if isinstance(v, float) else v)"; }
-processed() { curl -fs "$ADMIN/metrics" | awk '/^telltale_ingest_processed_items_total\{signal="traces"\}/ {print $2}'; }
+processed() { curl -fs "$ADMIN_URL/metrics" | awk '/^telltale_ingest_processed_items_total\{signal="traces"\}/ {print $2}'; }
 
 row() { # label
     echo "| $1 | $(field "['accepted_spans_per_second']") | $(field "['requests_per_second']") | $(field "['requests_refused']") | ${CPU_PERCENT} % | $(python3 -c "import json; r=json.load(open('$WORK/report.json')); print(f\"{r['latency_ms']['p50']:.2f} / {r['latency_ms']['p99']:.2f}\")") |"
@@ -78,14 +51,14 @@ echo
 echo "| phase | accepted spans/s | requests/s | refused requests | agent CPU (of one core) | request ms p50 / p99 |"
 echo "|---|---:|---:|---:|---:|---:|"
 
-start_agent "[ingest]
+start_otlp_agent "[ingest]
 discard = true"
 load --spans-per-request 100 --connections "$CONNECTIONS"
 DISCARD_RATE=$(field "['accepted_spans_per_second']")
 row "decode and discard, 100 spans/request, flat out"
 stop_agent
 
-start_agent ""
+start_otlp_agent ""
 load --spans-per-request 100 --connections "$CONNECTIONS"
 FULL_RATE=$(field "['accepted_spans_per_second']")
 row "full pipeline, 100 spans/request, flat out"
@@ -94,7 +67,7 @@ FULL_ACCEPTED=$(field "['spans_accepted']")
 FULL_RSS=$(rss_mib VmHWM)
 stop_agent
 
-start_agent ""
+start_otlp_agent ""
 sleep 2
 IDLE_RSS=$(rss_mib VmRSS)
 load --spans-per-request 100 --connections 2 --rate 10000

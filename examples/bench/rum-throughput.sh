@@ -20,46 +20,15 @@ command -v wrk >/dev/null || { echo "rum-throughput: wrk is missing (apt-get ins
 cargo build --release -q -p telltale-agent --bin telltale
 BIN=target/release/telltale
 
-WORK=$(mktemp -d)
-AGENT=""
-cleanup() {
-    if [ -n "$AGENT" ]; then kill "$AGENT" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PUBLIC=$(free_port); ADMIN=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
+. examples/bench/lib.sh
 
 # Every beacon comes from 127.0.0.1 here, so the rate limits are lifted: the
 # benchmark measures the intake and aggregation, not the limiter refusing.
-cat >"$WORK/telltale.toml" <<CONFIG
-[listeners]
-public = "127.0.0.1:$PUBLIC"
-admin = "127.0.0.1:$ADMIN"
-otlp_grpc = "127.0.0.1:$GRPC"
-otlp_http = "127.0.0.1:$HTTP"
-
-[health.checks.mem]
-kind = "memory"
-
-[storage]
-path = "$WORK/telltale.db"
-
-[rum]
+start_agent "$BIN" '[rum]
 client_rate = 10000000
 client_burst = 10000000
 global_rate = 10000000
-global_burst = 10000000
-CONFIG
-"$BIN" --config "$WORK/telltale.toml" >"$WORK/agent.log" 2>&1 &
-AGENT=$!
-for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$PUBLIC/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fs "http://127.0.0.1:$PUBLIC/health" >/dev/null || { echo "agent not healthy:"; cat "$WORK/agent.log"; exit 1; }
+global_burst = 10000000'
 sleep 2
 IDLE_RSS_KIB=$(awk '/VmRSS/ {print $2}' "/proc/$AGENT/status")
 

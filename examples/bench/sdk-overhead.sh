@@ -23,33 +23,11 @@ DURATION=${DURATION:-10s}
 command -v wrk >/dev/null || { echo "sdk-overhead: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 
 cargo build --release -q -p telltale-agent --bin telltale -p telltale-example-shop --bin shop
-AGENT=target/release/telltale
+AGENT_BIN=target/release/telltale
 SHOP=target/release/shop
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PUBLIC=$(free_port); ADMIN=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
-cat >"$WORK/telltale.toml" <<EOF2
-[listeners]
-public = "127.0.0.1:$PUBLIC"
-admin = "127.0.0.1:$ADMIN"
-otlp_grpc = "127.0.0.1:$GRPC"
-otlp_http = "127.0.0.1:$HTTP"
-
-[storage]
-path = "$WORK/telltale.db"
-EOF2
-"$AGENT" --config "$WORK/telltale.toml" >"$WORK/agent.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PUBLIC/livez" >/dev/null && break; sleep 0.1; done
+. examples/bench/lib.sh
+start_agent "$AGENT_BIN"
 
 accepted() { curl -fs "http://127.0.0.1:$ADMIN/metrics" | awk '/^telltale_ingest_accepted_items_total\{signal="traces"\}/ {print $2}'; }
 

@@ -150,12 +150,14 @@ pub struct Skipped {
     pub empty: u64,
 }
 
-/// Normalised statements by `(dialect, text)`, so a parameterised statement
-/// repeated across traces is tokenised once. Cleared when full, which is cheap
-/// and keeps the hot statements after a moment.
+/// Normalised statements by dialect, then text, so a parameterised statement
+/// repeated across traces is tokenised once (and looked up without copying
+/// its text). Cleared when full, which is cheap and keeps the hot statements
+/// after a moment.
 #[derive(Debug, Default)]
 pub struct NormalizeCache {
-    map: HashMap<(SqlDialect, Box<str>), Result<NormalizedSql, SqlSkip>>,
+    by_dialect: HashMap<SqlDialect, HashMap<Box<str>, Result<NormalizedSql, SqlSkip>>>,
+    len: usize,
 }
 
 /// Distinct statements the cache holds at most.
@@ -163,8 +165,7 @@ const CACHE_CAPACITY: usize = 4_096;
 
 impl NormalizeCache {
     fn normalize(&mut self, text: &str, dialect: SqlDialect) -> Result<NormalizedSql, SqlSkip> {
-        let key = (dialect, Box::<str>::from(text));
-        if let Some(hit) = self.map.get(&key) {
+        if let Some(hit) = self.by_dialect.get(&dialect).and_then(|m| m.get(text)) {
             return hit.clone();
         }
         let result = normalize_sql(text, dialect);
@@ -176,10 +177,15 @@ impl NormalizeCache {
                 ..
             })
         ) {
-            if self.map.len() >= CACHE_CAPACITY {
-                self.map.clear();
+            if self.len >= CACHE_CAPACITY {
+                self.by_dialect.clear();
+                self.len = 0;
             }
-            self.map.insert(key, result.clone());
+            self.by_dialect
+                .entry(dialect)
+                .or_default()
+                .insert(text.into(), result.clone());
+            self.len += 1;
         }
         result
     }

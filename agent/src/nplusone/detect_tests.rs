@@ -548,13 +548,9 @@ fn the_cache_serves_repeated_statements() {
     let mut cache = NormalizeCache::default();
     let first = detect(&django_loop(), &config(), &mut cache).0;
     // The source query has a literal (`LIMIT 20`): only the repeated one is cached.
-    assert_eq!(cache.map.len(), 1);
+    assert_eq!(cache.len, 1);
     let second = detect(&django_loop(), &config(), &mut cache).0;
     assert_eq!(first, second);
     detect(&orm_lazy_loading_with_literals(), &config(), &mut cache);
-    assert_eq!(
-        cache.map.len(),
-        1,
-        "statements with literals are not cached"
-    );
+    assert_eq!(cache.len, 1, "statements with literals are not cached");
 }
