@@ -19,7 +19,7 @@ const T0: u64 = 1_700_000_000 * 1_000_000_000;
 fn trace(spans: u64) -> Vec<FoldSpan> {
     let span =
         |id: u64, parent: Option<u64>, service: &str, name: &str, start: u64, end: u64| FoldSpan {
-            service: service.to_owned(),
+            service: service.into(),
             span_id: id,
             parent_id: parent,
             name: name.to_owned(),

@@ -1,14 +1,19 @@
-//! The pipeline: one task takes accepted batches off the ingest queue, shows
-//! each to every observer (golden signals, and later trace assembly), then hands
-//! it to the forwarder, which owns it from there. It drains the queue fully at
+//! The pipeline: worker tasks take accepted batches off the ingest queue, show
+//! each to every observer (golden signals, trace assembly), then hand it to
+//! the forwarder, which owns it from there. They drain the queue fully at
 //! shutdown, so nothing accepted is lost.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
 
 use crate::ingest::{Batch, IngestMetrics, QueuedBatch};
+
+/// Pipeline workers at most: past the cores there is nothing to gain, and
+/// each worker holds one batch out of the queue's budget.
+const MAX_WORKERS: usize = 4;
 
 /// Something that reads every accepted batch (and must be quick about it).
 pub trait Observer: Send + Sync + std::fmt::Debug {
@@ -36,9 +41,40 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Processes batches until every sender is gone and the queue is empty.
-    pub async fn run(self, mut queue: mpsc::Receiver<QueuedBatch>) {
-        while let Some(queued) = queue.recv().await {
+    /// Processes batches until every sender is gone and the queue is empty,
+    /// on one worker task per core: observers lock only what they share, so
+    /// copying spans into traces and dropping decoded requests run in
+    /// parallel, and one busy batch does not stall the queue. Batches may
+    /// finish out of order, which OTLP never promised. With the test hook
+    /// `delay` there is one worker, the slow pipeline it stands for.
+    pub async fn run(self, queue: mpsc::Receiver<QueuedBatch>) {
+        let workers = if self.delay.is_zero() {
+            std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, MAX_WORKERS))
+        } else {
+            1
+        };
+        let pipeline = Arc::new(self);
+        let queue = Arc::new(Mutex::new(queue));
+        let mut tasks = JoinSet::new();
+        for _ in 0..workers {
+            let pipeline = Arc::clone(&pipeline);
+            let queue = Arc::clone(&queue);
+            tasks.spawn(async move { pipeline.work(&queue).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Err(error) = done {
+                // An observer panicked: that worker's batch is lost, the others go on.
+                tracing::error!(%error, "a pipeline worker failed");
+            }
+        }
+    }
+
+    async fn work(&self, queue: &Mutex<mpsc::Receiver<QueuedBatch>>) {
+        loop {
+            // The lock is held only while waiting for the next batch.
+            let Some(queued) = queue.lock().await.recv().await else {
+                return;
+            };
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }

@@ -29,7 +29,8 @@ trap cleanup EXIT
 # memory check and its own database file in $WORK, EXTRA_TOML appended (it must
 # not repeat [listeners], [health.checks.mem] or [storage]). Waits until
 # /health/live answers. Sets AGENT (pid), the ports PUBLIC, ADMIN, GRPC and
-# HTTP, and ADMIN_URL.
+# HTTP, and ADMIN_URL. AGENT_WRAPPER runs the agent under a profiler, e.g.
+# AGENT_WRAPPER="valgrind --tool=massif" (word-split on purpose).
 start_agent() {
     PUBLIC=$(free_port); ADMIN=$(free_port); GRPC=$(free_port); HTTP=$(free_port)
     cat >"$WORK/agent.toml" <<TOML
@@ -47,10 +48,11 @@ path = "$WORK/telltale-$RANDOM.db"
 
 ${2:-}
 TOML
-    "$1" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
+    # shellcheck disable=SC2086
+    ${AGENT_WRAPPER:-} "$1" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
     AGENT=$!
     ADMIN_URL="http://127.0.0.1:$ADMIN"
-    for _ in $(seq 100); do
+    for _ in $(seq 600); do
         curl -fs "http://127.0.0.1:$PUBLIC/health/live" >/dev/null 2>&1 && return
         sleep 0.1
     done

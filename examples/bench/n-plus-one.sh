@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # N+1 detection cost in the full pipeline: the same agent build with trace
-# assembly and detection off (`traces.enabled = false`) and on (the default),
-# alternating ROUNDS times in one run, each taking the load generator flat out
-# with an N+1 loop in every trace (a list query, 9 lookups with one template,
-# one outbound call: 12 spans). Then the time from a trace's completion (the
-# end of its quiet period) to its finding on /api/v1/findings. Loopback only.
+# assembly off (`traces.enabled = false`), with traces assembled (recent-trace
+# ring, span flame graphs) but the N+1 detector off (`nplusone.enabled =
+# false`), and with everything on (the default), alternating ROUNDS times in
+# one run, each taking the load generator flat out with an N+1 loop in every
+# trace (a list query, 9 lookups with one template, one outbound call: 12
+# spans). Then the time from a trace's completion (the end of its quiet
+# period) to its finding on /api/v1/findings. Loopback only.
 #
 #   bash examples/bench/n-plus-one.sh                    # 10 s per phase, 2 rounds
 #   DURATION=20s ROUNDS=3 bash examples/bench/n-plus-one.sh
@@ -47,30 +49,41 @@ echo "### N+1 detection — $(date -u +%Y-%m-%d), $(nproc) cores, grpc, $CONNECT
 echo
 echo "| round | detection | accepted spans/s | agent CPU (of one core) | traces analysed | findings | peak RSS MiB |"
 echo "|---|---|---:|---:|---:|---:|---:|"
-OFF_RATES=(); ON_RATES=()
+peak_rss() { awk '$1 == "VmHWM:" {printf "%.1f", $2 / 1024}' "/proc/$AGENT/status"; }
+OFF_RATES=(); NODETECT_RATES=(); ON_RATES=()
 for round in $(seq "$ROUNDS"); do
     start_n1_agent "[traces]
 enabled = false"
     load
     OFF_RATES+=("$RATE")
-    echo "| $round | off (traces.enabled = false) | $RATE | $CPU % | - | - | $(awk '$1 == "VmHWM:" {printf "%.1f", $2 / 1024}' /proc/$AGENT/status) |"
+    echo "| $round | traces off (traces.enabled = false) | $RATE | $CPU % | - | - | $(peak_rss) |"
+    stop_agent
+
+    start_n1_agent "[nplusone]
+enabled = false"
+    load
+    NODETECT_RATES+=("$RATE")
+    sleep 3   # the last traces' quiet period
+    echo "| $round | traces on, detector off (nplusone.enabled = false) | $RATE | $CPU % | - | - | $(peak_rss) |"
     stop_agent
 
     start_n1_agent ""
     load
     ON_RATES+=("$RATE")
-    sleep 3   # the last traces' quiet period
-    echo "| $round | on (default) | $RATE | $CPU % | $(metric telltale_n_plus_one_analysed_traces_total) | $(metric telltale_n_plus_one_findings) | $(awk '$1 == "VmHWM:" {printf "%.1f", $2 / 1024}' /proc/$AGENT/status) |"
+    sleep 3
+    echo "| $round | all on (default) | $RATE | $CPU % | $(metric telltale_n_plus_one_analysed_traces_total) | $(metric telltale_n_plus_one_findings) | $(peak_rss) |"
     stop_agent
 done
 echo
-python3 - "${OFF_RATES[*]}" "${ON_RATES[*]}" <<'PY'
+python3 - "${OFF_RATES[*]}" "${NODETECT_RATES[*]}" "${ON_RATES[*]}" <<'PY'
 import sys, statistics
-off = [float(x) for x in sys.argv[1].split()]
-on = [float(x) for x in sys.argv[2].split()]
-pairs = ", ".join(f"{b / a:.2f}" for a, b in zip(off, on))
-print(f"- detection on / off, per round: **{pairs}**; medians {statistics.median(on):.0f} vs {statistics.median(off):.0f} spans/s "
-      f"(**{statistics.median(on) / statistics.median(off):.2f}**)")
+off, nodetect, on = ([float(x) for x in arg.split()] for arg in sys.argv[1:4])
+def ratio(name, a, b):
+    pairs = ", ".join(f"{y / x:.2f}" for x, y in zip(a, b))
+    print(f"- {name}, per round: **{pairs}**; medians {statistics.median(b):.0f} vs {statistics.median(a):.0f} spans/s "
+          f"(**{statistics.median(b) / statistics.median(a):.2f}**)")
+ratio("detector on / off, traces assembled in both", nodetect, on)
+ratio("everything on / trace assembly off", off, on)
 PY
 
 # Completion to finding: one N+1 trace at a time over OTLP/HTTP JSON; the

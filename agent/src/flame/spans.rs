@@ -15,7 +15,11 @@
 //! traces are visible as such instead of being mistaken for separate requests.
 //! Spans caught in a parent cycle (malformed input) are treated the same way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::folded::frame_name;
 
@@ -29,8 +33,8 @@ const MAX_DEPTH: usize = 256;
 /// What folding needs from one span (the trace assembler's span maps onto it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoldSpan {
-    /// `service.name` of the span's resource.
-    pub service: String,
+    /// `service.name` of the span's resource (shared by a trace's spans).
+    pub service: Arc<str>,
     /// The span id.
     pub span_id: u64,
     /// The parent's span id; `None` for a root.
@@ -50,8 +54,18 @@ impl FoldSpan {
         self.end_unix_nanos.saturating_sub(self.start_unix_nanos)
     }
 
-    fn frame(&self) -> String {
-        frame_name(&format!("{}: {}", self.service, self.name)).into_owned()
+    /// Appends this span's frame, `service: name`, to `path`.
+    fn push_frame(&self, path: &mut String) {
+        let start = path.len();
+        path.push_str(&self.service);
+        path.push_str(": ");
+        path.push_str(&self.name);
+        // Cleaning is rare (a `;` or a trailing number in a span name): only
+        // then is the frame copied.
+        if let Cow::Owned(clean) = frame_name(&path[start..]) {
+            path.truncate(start);
+            path.push_str(&clean);
+        }
     }
 }
 
@@ -144,21 +158,32 @@ impl<'a> Tree<'a> {
     /// the deepest drawn ancestor's self time.
     fn place(&self) -> Vec<Option<Placement>> {
         let mut placed: Vec<Option<Placement>> = vec![None; self.spans.len()];
+        // (span, the span it is drawn under, depth). A parent is placed
+        // before its children are taken off the stack, so each path is built
+        // once from the parent's.
+        let mut todo: Vec<(usize, Option<usize>, usize)> = Vec::new();
         for &(root, missing) in &self.roots {
-            let base = missing.then(|| MISSING_PARENT.to_owned());
-            let mut todo = vec![(root, None, base, 0_usize)];
-            while let Some((i, parent, prefix, depth)) = todo.pop() {
+            todo.push((root, None, 0));
+            while let Some((i, parent, depth)) = todo.pop() {
                 if placed[i].is_some() {
                     continue;
                 }
-                let frame = self.spans[i].frame();
-                let path = match prefix {
-                    Some(prefix) => format!("{prefix};{frame}"),
-                    None => frame,
+                let prefix = match parent {
+                    Some(p) => placed[p].as_ref().map_or("", |p| p.path.as_str()),
+                    None if missing => MISSING_PARENT,
+                    None => "",
                 };
+                let span = &self.spans[i];
+                let mut path =
+                    String::with_capacity(prefix.len() + span.service.len() + span.name.len() + 3);
+                if !prefix.is_empty() {
+                    path.push_str(prefix);
+                    path.push(';');
+                }
+                span.push_frame(&mut path);
                 if depth + 1 < MAX_DEPTH {
                     for &child in self.children[i].iter().rev() {
-                        todo.push((child, Some(i), Some(path.clone()), depth + 1));
+                        todo.push((child, Some(i), depth + 1));
                     }
                 }
                 placed[i] = Some(Placement { path, parent });
@@ -191,20 +216,24 @@ pub fn fold_trace(spans: &[FoldSpan]) -> Option<FoldedTrace> {
     let tree = Tree::new(spans);
     let entry = tree.entry()?;
     let placed = tree.place();
+    let self_micros: Vec<u64> = (0..spans.len())
+        .map(|i| {
+            let children: u64 = tree
+                .drawn_children(i, &placed)
+                .map(|c| spans[c].duration_nanos())
+                .sum();
+            spans[i].duration_nanos().saturating_sub(children) / 1_000
+        })
+        .collect();
     let mut stacks = BTreeMap::new();
-    for (i, placement) in placed.iter().enumerate() {
+    for (placement, micros) in placed.into_iter().zip(self_micros) {
         let Some(placement) = placement else { continue };
-        let children: u64 = tree
-            .drawn_children(i, &placed)
-            .map(|c| spans[c].duration_nanos())
-            .sum();
-        let self_micros = spans[i].duration_nanos().saturating_sub(children) / 1_000;
-        if self_micros > 0 {
-            *stacks.entry(placement.path.clone()).or_insert(0) += self_micros;
+        if micros > 0 {
+            *stacks.entry(placement.path).or_insert(0) += micros;
         }
     }
     Some(FoldedTrace {
-        service: entry.service.clone(),
+        service: entry.service.to_string(),
         route: entry
             .http_route
             .clone()

@@ -38,7 +38,7 @@ impl TraceConsumer for SpanFlameFeed {
 
 fn fold_span(span: &AssembledSpan) -> FoldSpan {
     FoldSpan {
-        service: span.service.to_string(),
+        service: Arc::clone(&span.service),
         span_id: span.span_id,
         parent_id: span.parent_id,
         name: span.name.clone(),

@@ -5,7 +5,12 @@
 //! kind. A statement that already batches (an `IN`/`VALUES` list of several
 //! values) is never flagged: repeating it is chunking, not N+1.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+// foldhash, not SipHash: these maps are filled for every completed trace,
+// keyed by span ids and statement text, and std's hasher was a tenth of the
+// detector's cost.
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -154,29 +159,26 @@ pub struct Skipped {
 /// repeated across traces is tokenised once (and looked up without copying
 /// its text). Cleared when full, which is cheap and keeps the hot statements
 /// after a moment.
+/// Entries are shared, so a hit costs a reference count, not a copy.
 #[derive(Debug, Default)]
 pub struct NormalizeCache {
-    by_dialect: HashMap<SqlDialect, HashMap<Box<str>, Result<NormalizedSql, SqlSkip>>>,
+    by_dialect: HashMap<SqlDialect, HashMap<Box<str>, Normalized>>,
     len: usize,
 }
+
+type Normalized = Result<Arc<NormalizedSql>, SqlSkip>;
 
 /// Distinct statements the cache holds at most.
 const CACHE_CAPACITY: usize = 4_096;
 
 impl NormalizeCache {
-    fn normalize(&mut self, text: &str, dialect: SqlDialect) -> Result<NormalizedSql, SqlSkip> {
+    fn normalize(&mut self, text: &str, dialect: SqlDialect) -> Normalized {
         if let Some(hit) = self.by_dialect.get(&dialect).and_then(|m| m.get(text)) {
             return hit.clone();
         }
-        let result = normalize_sql(text, dialect);
+        let result = normalize_sql(text, dialect).map(Arc::new);
         // Inline literals make every text unique: caching those only evicts the rest.
-        if !matches!(
-            result,
-            Ok(NormalizedSql {
-                parameters: Parameters::Literals(_),
-                ..
-            })
-        ) {
+        if !matches!(&result, Ok(n) if matches!(n.parameters, Parameters::Literals(_))) {
             if self.len >= CACHE_CAPACITY {
                 self.by_dialect.clear();
                 self.len = 0;
@@ -195,12 +197,28 @@ impl NormalizeCache {
 #[derive(Debug)]
 struct Call<'a> {
     span: &'a AssembledSpan,
-    template: String,
+    template: Template,
     /// Tells identical calls apart: the literal hash, the exact URL...
     identity: Identity,
     batched: bool,
     is_db: bool,
     system: &'a str,
+}
+
+/// A call's template: a statement's from the normalisation cache, or a URL's.
+#[derive(Debug)]
+enum Template {
+    Sql(Arc<NormalizedSql>),
+    Http(String),
+}
+
+impl Template {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Sql(sql) => &sql.template,
+            Self::Http(url) => url,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,8 +298,8 @@ pub fn detect(
             let source_template = calls[..members[0]]
                 .iter()
                 .rev()
-                .find(|c| c.is_db == is_db && c.template != template)
-                .map(|c| c.template.clone());
+                .find(|c| c.is_db == is_db && c.template.as_str() != template)
+                .map(|c| c.template.as_str().to_owned());
             let index =
                 index.get_or_insert_with(|| trace.spans.iter().map(|s| (s.span_id, s)).collect());
             let parent_span = index.get(&parent).copied();
@@ -341,9 +359,9 @@ fn classify<'a>(
         };
         return Some(Call {
             span,
-            template: normalized.template,
             identity,
             batched: normalized.batched,
+            template: Template::Sql(normalized),
             is_db: true,
             system,
         });
@@ -353,7 +371,7 @@ fn classify<'a>(
     let call = http_call(method, url, span.str_attribute("server.address"))?;
     Some(Call {
         span,
-        template: call.template,
+        template: Template::Http(call.template),
         identity: Identity::Url(call.exact),
         batched: false,
         is_db: false,

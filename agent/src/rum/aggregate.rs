@@ -3,8 +3,7 @@
 //! configuration (overflow to `other`), tracked metric ids (oldest
 //! forgotten first), and the slowest page loads' trace ids per page.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Mutex;
 
@@ -15,6 +14,7 @@ use super::beacon::PageLoad;
 use super::metric::{Device, MetricKind};
 use super::page::PageNormalizer;
 use super::prom::{RumMetrics, observe};
+use super::tracked::{Tracked, TrackedIds};
 use super::window::{
     BUCKET_SECONDS, BUCKETS, Bucket, MetricSummary, RumWindow, Series, bucket_start, summarize,
 };
@@ -97,22 +97,10 @@ struct App {
     prom_pages: usize,
 }
 
-/// Where a tracked metric id's value went: 24 bytes, since a busy site
-/// keeps `rum.max_tracked_ids` of them (the page by uid, not by name).
-#[derive(Debug, Clone, Copy)]
-struct Tracked {
-    uid: u64,
-    slot: u16,
-    /// Bucket start in units of [`BUCKET_SECONDS`].
-    bucket: u32,
-    value: f64,
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     apps: HashMap<String, App>,
-    tracked: HashMap<u64, Tracked>,
-    order: VecDeque<u64>,
+    tracked: TrackedIds,
     next_uid: u64,
     pages: usize,
 }
@@ -184,6 +172,8 @@ pub struct Rollup {
     pub device: Device,
     /// Bucket start, seconds since the Unix epoch.
     pub start: u64,
+    /// Values in the bucket.
+    pub count: u32,
     /// Counts by rating.
     pub ratings: [u32; 3],
     /// The sketch, as [`super::sketch::SparseSketch::to_bytes`].
@@ -194,7 +184,12 @@ impl WebVitalsAggregator {
     /// An empty aggregator.
     pub fn new(limits: Limits, normalizer: PageNormalizer, metrics: RumMetrics) -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                apps: HashMap::new(),
+                tracked: TrackedIds::new(limits.max_tracked_ids),
+                next_uid: 0,
+                pages: 0,
+            }),
             limits,
             normalizer,
             metrics,
@@ -245,12 +240,7 @@ impl WebVitalsAggregator {
         let state = &mut *guard;
         let (app, page) = self.place(state, app, page, now);
         // Disjoint fields: the page is held while ids are tracked.
-        let State {
-            apps,
-            tracked,
-            order,
-            ..
-        } = state;
+        let State { apps, tracked, .. } = state;
         let page_entry = apps
             .get_mut(app)
             .and_then(|a| a.pages.get_mut(page))
@@ -259,7 +249,7 @@ impl WebVitalsAggregator {
         for (sample, key) in load.samples.iter().zip(keys) {
             let index = slot(sample.kind, device);
             if let Some(key) = key {
-                if let Some(previous) = tracked.get_mut(&key) {
+                if let Some(previous) = tracked.get_mut(key) {
                     #[allow(clippy::float_cmp)] // the very value sent before
                     if previous.value == sample.value {
                         recorded.duplicates += 1;
@@ -291,7 +281,6 @@ impl WebVitalsAggregator {
                 } else {
                     self.track(
                         tracked,
-                        order,
                         key,
                         Tracked {
                             uid: page_entry.uid,
@@ -368,24 +357,9 @@ impl WebVitalsAggregator {
         (app, page)
     }
 
-    fn track(
-        &self,
-        tracked: &mut HashMap<u64, Tracked>,
-        order: &mut VecDeque<u64>,
-        key: u64,
-        value: Tracked,
-    ) {
-        while tracked.len() >= self.limits.max_tracked_ids {
-            let Some(oldest) = order.pop_front() else {
-                break;
-            };
-            if tracked.remove(&oldest).is_some() {
-                self.metrics.untracked_id.inc();
-            }
-        }
-        if let Entry::Vacant(vacant) = tracked.entry(key) {
-            vacant.insert(value);
-            order.push_back(key);
+    fn track(&self, tracked: &mut TrackedIds, key: u64, value: Tracked) {
+        if tracked.insert(key, value) {
+            self.metrics.untracked_id.inc();
         }
     }
 
@@ -578,16 +552,20 @@ impl WebVitalsAggregator {
         })
     }
 
-    /// Buckets changed since the last call, for the database; their dirty
-    /// marks are cleared.
-    pub fn take_dirty(&self) -> Vec<Rollup> {
+    /// At most `limit` buckets changed since they were last taken, for the
+    /// database; their dirty marks are cleared. Taken a chunk at a time so a
+    /// flush of every page holds a chunk of copies, not all of them at once.
+    pub fn take_dirty(&self, limit: usize) -> Vec<Rollup> {
         let mut state = self.lock();
         let mut out = Vec::new();
-        for (app_name, app) in &mut state.apps {
+        'apps: for (app_name, app) in &mut state.apps {
             for (page_name, page) in &mut app.pages {
                 for (index, series) in page.series.iter_mut().enumerate() {
                     let Some(series) = series else { continue };
                     for bucket in series.buckets.iter_mut().filter(|b| b.dirty) {
+                        if out.len() == limit {
+                            break 'apps;
+                        }
                         bucket.dirty = false;
                         out.push(Rollup {
                             app: app_name.clone(),
@@ -595,6 +573,7 @@ impl WebVitalsAggregator {
                             metric: MetricKind::ALL[index / Device::ALL.len()],
                             device: Device::ALL[index % Device::ALL.len()],
                             start: bucket.start,
+                            count: bucket.sketch.count(),
                             ratings: bucket.ratings,
                             sketch: bucket.sketch.to_bytes(),
                         });

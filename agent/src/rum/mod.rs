@@ -13,6 +13,7 @@ mod page;
 mod persist;
 mod prom;
 mod sketch;
+mod tracked;
 mod window;
 
 use std::sync::Arc;

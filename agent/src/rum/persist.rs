@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::{Row, SqlitePool};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,9 @@ pub struct RollupStore {
     retention: Duration,
 }
 
+/// Rollups per transaction and per read: bounds the copies held at once.
+const CHUNK: usize = 1_000;
+
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -31,94 +35,104 @@ impl RollupStore {
         Self { pool, retention }
     }
 
-    /// Writes (upserts) the buckets that changed since the last call, in one
-    /// transaction; returns how many.
+    /// Writes (upserts) the buckets that changed since the last call, a
+    /// transaction per [`CHUNK`] of them; returns how many.
     pub async fn flush(&self, aggregator: &WebVitalsAggregator) -> Result<usize, sqlx::Error> {
-        let rollups = aggregator.take_dirty();
-        if rollups.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.pool.begin().await?;
-        for r in &rollups {
-            let count: u32 =
-                super::sketch::SparseSketch::from_bytes(&r.sketch).map_or(0, |s| s.count());
-            sqlx::query(
-                "INSERT INTO rum_rollups (app, page, metric, device, bucket_start, count, good, needs_improvement, poor, sketch)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (app, page, metric, device, bucket_start) DO UPDATE SET
-                   count = excluded.count, good = excluded.good,
-                   needs_improvement = excluded.needs_improvement, poor = excluded.poor,
-                   sketch = excluded.sketch",
-            )
-            .bind(&r.app)
-            .bind(&r.page)
-            .bind(r.metric.as_str())
-            .bind(r.device.as_str())
-            .bind(as_i64(r.start))
-            .bind(i64::from(count))
-            .bind(i64::from(r.ratings[0]))
-            .bind(i64::from(r.ratings[1]))
-            .bind(i64::from(r.ratings[2]))
-            .bind(&r.sketch)
-            .execute(&mut *tx)
-            .await?;
+        let mut written = 0;
+        loop {
+            let rollups = aggregator.take_dirty(CHUNK);
+            if rollups.is_empty() {
+                break;
+            }
+            let mut tx = self.pool.begin().await?;
+            for r in &rollups {
+                sqlx::query(
+                    "INSERT INTO rum_rollups (app, page, metric, device, bucket_start, count, good, needs_improvement, poor, sketch)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (app, page, metric, device, bucket_start) DO UPDATE SET
+                       count = excluded.count, good = excluded.good,
+                       needs_improvement = excluded.needs_improvement, poor = excluded.poor,
+                       sketch = excluded.sketch",
+                )
+                .bind(&r.app)
+                .bind(&r.page)
+                .bind(r.metric.as_str())
+                .bind(r.device.as_str())
+                .bind(as_i64(r.start))
+                .bind(i64::from(r.count))
+                .bind(i64::from(r.ratings[0]))
+                .bind(i64::from(r.ratings[1]))
+                .bind(i64::from(r.ratings[2]))
+                .bind(&r.sketch)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            written += rollups.len();
         }
         let cutoff = unix_now().saturating_sub(self.retention.as_secs());
         sqlx::query("DELETE FROM rum_rollups WHERE bucket_start < ?")
             .bind(as_i64(cutoff))
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
-        Ok(rollups.len())
+        Ok(written)
     }
 
-    /// The rollups of the last hour, to put back in memory at start.
-    pub async fn recent(&self, now: u64) -> Result<Vec<Rollup>, sqlx::Error> {
+    /// Puts the rollups of the last hour back into `aggregator`, [`CHUNK`]
+    /// rows at a time (an hour of 1,000 pages is ~470,000 rows); returns how
+    /// many were used.
+    pub async fn restore_recent(
+        &self,
+        aggregator: &WebVitalsAggregator,
+        now: u64,
+    ) -> Result<usize, sqlx::Error> {
         let since = now.saturating_sub(BUCKET_SECONDS * BUCKETS as u64);
-        let rows = sqlx::query(
-            "SELECT app, page, metric, device, bucket_start, good, needs_improvement, poor, sketch
+        let mut rows = sqlx::query(
+            "SELECT app, page, metric, device, bucket_start, count, good, needs_improvement, poor, sketch
              FROM rum_rollups WHERE bucket_start > ? ORDER BY bucket_start",
         )
         .bind(as_i64(since))
-        .fetch_all(&self.pool)
-        .await?;
-        let rollups = rows
-            .iter()
-            .filter_map(|row| {
-                let ratings = |col: &str| u32::try_from(row.try_get::<i64, _>(col).ok()?).ok();
-                Some(Rollup {
-                    app: row.try_get("app").ok()?,
-                    page: row.try_get("page").ok()?,
-                    metric: MetricKind::from_name(row.try_get("metric").ok()?)?,
-                    device: Device::from_name(row.try_get("device").ok()?)?,
-                    start: u64::try_from(row.try_get::<i64, _>("bucket_start").ok()?).ok()?,
-                    ratings: [
-                        ratings("good")?,
-                        ratings("needs_improvement")?,
-                        ratings("poor")?,
-                    ],
-                    sketch: row.try_get("sketch").ok()?,
-                })
-            })
-            .collect();
-        Ok(rollups)
+        .fetch(&self.pool);
+        let mut used = 0;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while let Some(row) = rows.try_next().await? {
+            chunk.extend(rollup_of(&row));
+            if chunk.len() == CHUNK {
+                used += aggregator.restore(std::mem::take(&mut chunk), now);
+            }
+        }
+        used += aggregator.restore(chunk, now);
+        Ok(used)
     }
 }
 
-/// Reads the last hour back into `aggregator`, then flushes every
-/// `every` until `cancel`, and once more after it.
+/// A row of `rum_rollups`; `None` for a row this build cannot read.
+fn rollup_of(row: &sqlx::sqlite::SqliteRow) -> Option<Rollup> {
+    let count = |col: &str| u32::try_from(row.try_get::<i64, _>(col).ok()?).ok();
+    Some(Rollup {
+        app: row.try_get("app").ok()?,
+        page: row.try_get("page").ok()?,
+        metric: MetricKind::from_name(row.try_get("metric").ok()?)?,
+        device: Device::from_name(row.try_get("device").ok()?)?,
+        start: u64::try_from(row.try_get::<i64, _>("bucket_start").ok()?).ok()?,
+        count: count("count")?,
+        ratings: [
+            count("good")?,
+            count("needs_improvement")?,
+            count("poor")?,
+        ],
+        sketch: row.try_get("sketch").ok()?,
+    })
+}
+
+/// Reads the last hour back into `aggregator`.
 pub(super) async fn load_recent(store: &RollupStore, aggregator: &WebVitalsAggregator) {
-    let now = unix_now();
-    match store.recent(now).await {
-        Ok(rollups) => {
-            let used = aggregator.restore(rollups, now);
-            if used > 0 {
-                tracing::info!(
-                    buckets = used,
-                    "web-vitals rollups of the last hour restored"
-                );
-            }
-        }
+    match store.restore_recent(aggregator, unix_now()).await {
+        Ok(0) => {}
+        Ok(used) => tracing::info!(
+            buckets = used,
+            "web-vitals rollups of the last hour restored"
+        ),
         Err(e) => tracing::warn!(error = %e, "cannot read web-vitals rollups: starting empty"),
     }
 }

@@ -1,7 +1,8 @@
 //! A DDSketch with a sparse store: the same logarithmic mapping as
 //! `sketches-ddsketch` (every quantile within 1 % of the true value), but bins
-//! are kept only where values fell, six bytes each, and a value can be taken
-//! out again (a re-reported CLS or INP replaces its earlier value).
+//! are kept only where values fell, four bytes each (counts past 65,534 kept
+//! aside), and a value can be taken out again (a re-reported CLS or INP
+//! replaces its earlier value).
 //!
 //! Why not the crate: its dense store allocates 128 eight-byte bins for the
 //! first value. RUM keeps 13 metrics × 3 devices per page for 1,000 pages:
@@ -32,11 +33,24 @@ fn value_of(key: i16) -> f64 {
     2.0 * g.powi(i32::from(key)) / (g + 1.0)
 }
 
+/// Bin counts at or past this live in [`SparseSketch::wide`]: four bytes a
+/// bin instead of six, since a five-minute bucket of one page rarely puts
+/// 65,535 values in one 2 % wide bin.
+const WIDE: u16 = u16::MAX;
+
+/// One bin: its key and count (or [`WIDE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bin {
+    key: i16,
+    count: u16,
+}
+
 /// Counts per bin, sorted by key.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct SparseSketch {
-    keys: Vec<i16>,
-    counts: Vec<u32>,
+    bins: Vec<Bin>,
+    /// The counts of the bins marked [`WIDE`], sorted by key.
+    wide: Option<Box<Vec<(i16, u32)>>>,
     zeros: u32,
     count: u32,
 }
@@ -47,6 +61,62 @@ impl SparseSketch {
         self.count
     }
 
+    /// The count of bin `i`.
+    fn count_at(&self, i: usize) -> u32 {
+        let bin = self.bins[i];
+        if bin.count < WIDE {
+            return u32::from(bin.count);
+        }
+        self.wide
+            .as_ref()
+            .and_then(|wide| {
+                let j = wide.binary_search_by_key(&bin.key, |(k, _)| *k).ok()?;
+                Some(wide[j].1)
+            })
+            .unwrap_or(u32::from(WIDE))
+    }
+
+    /// Sets the count of bin `i` (above zero), moving it to or from `wide`.
+    fn set_count(&mut self, i: usize, count: u32) {
+        let key = self.bins[i].key;
+        let was_wide = self.bins[i].count == WIDE;
+        if let Ok(narrow) = u16::try_from(count)
+            && narrow < WIDE
+        {
+            self.bins[i].count = narrow;
+            if was_wide && let Some(wide) = self.wide.as_mut() {
+                wide.retain(|(k, _)| *k != key);
+                if wide.is_empty() {
+                    self.wide = None;
+                }
+            }
+            return;
+        }
+        self.bins[i].count = WIDE;
+        let wide = self.wide.get_or_insert_with(Box::default);
+        match wide.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(j) => wide[j].1 = count,
+            Err(j) => wide.insert(j, (key, count)),
+        }
+    }
+
+    /// Adds `n` values to the bin of `key`.
+    fn add_to_bin(&mut self, key: i16, n: u32) {
+        match self.bins.binary_search_by_key(&key, |b| b.key) {
+            Ok(i) => self.set_count(i, self.count_at(i).saturating_add(n)),
+            Err(i) => {
+                if self.bins.len() == self.bins.capacity() {
+                    // A quarter more, not double: ~40,000 series each hold
+                    // one such Vec, and doubling leaves a third of it unused
+                    // on average.
+                    self.bins.reserve_exact((self.bins.len() / 4).max(4));
+                }
+                self.bins.insert(i, Bin { key, count: 0 });
+                self.set_count(i, n);
+            }
+        }
+    }
+
     /// Adds one value (validated finite and non-negative by the caller).
     pub(crate) fn add(&mut self, value: f64) {
         self.count = self.count.saturating_add(1);
@@ -54,14 +124,7 @@ impl SparseSketch {
             self.zeros = self.zeros.saturating_add(1);
             return;
         }
-        let key = key_of(value);
-        match self.keys.binary_search(&key) {
-            Ok(i) => self.counts[i] = self.counts[i].saturating_add(1),
-            Err(i) => {
-                self.keys.insert(i, key);
-                self.counts.insert(i, 1);
-            }
-        }
+        self.add_to_bin(key_of(value), 1);
     }
 
     /// Takes out one value added before; false when no such value is held.
@@ -72,13 +135,14 @@ impl SparseSketch {
             }
             self.zeros -= 1;
         } else {
-            let Ok(i) = self.keys.binary_search(&key_of(value)) else {
+            let Ok(i) = self.bins.binary_search_by_key(&key_of(value), |b| b.key) else {
                 return false;
             };
-            self.counts[i] -= 1;
-            if self.counts[i] == 0 {
-                self.keys.remove(i);
-                self.counts.remove(i);
+            let left = self.count_at(i) - 1;
+            if left == 0 {
+                self.bins.remove(i);
+            } else {
+                self.set_count(i, left);
             }
         }
         self.count -= 1;
@@ -89,15 +153,14 @@ impl SparseSketch {
     pub(crate) fn merge(&mut self, other: &SparseSketch) {
         self.zeros = self.zeros.saturating_add(other.zeros);
         self.count = self.count.saturating_add(other.count);
-        for (key, count) in other.keys.iter().zip(&other.counts) {
-            match self.keys.binary_search(key) {
-                Ok(i) => self.counts[i] = self.counts[i].saturating_add(*count),
-                Err(i) => {
-                    self.keys.insert(i, *key);
-                    self.counts.insert(i, *count);
-                }
-            }
+        for (key, count) in other.iter() {
+            self.add_to_bin(key, count);
         }
+    }
+
+    /// `(key, count)` of every bin, by key.
+    fn iter(&self) -> impl Iterator<Item = (i16, u32)> + '_ {
+        (0..self.bins.len()).map(|i| (self.bins[i].key, self.count_at(i)))
     }
 
     /// The `q` quantile (0–1): the value of rank `floor(q × (n − 1))` in
@@ -113,20 +176,20 @@ impl SparseSketch {
         if rank < seen {
             return Some(0.0);
         }
-        for (key, count) in self.keys.iter().zip(&self.counts) {
-            seen += u64::from(*count);
+        for (key, count) in self.iter() {
+            seen += u64::from(count);
             if rank < seen {
-                return Some(value_of(*key));
+                return Some(value_of(key));
             }
         }
-        self.keys.last().map(|k| value_of(*k))
+        self.bins.last().map(|b| value_of(b.key))
     }
 
     /// Bytes for the database: `zeros`, then `(key, count)` pairs, little-endian.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + self.keys.len() * 6);
+        let mut out = Vec::with_capacity(4 + self.bins.len() * 6);
         out.extend_from_slice(&self.zeros.to_le_bytes());
-        for (key, count) in self.keys.iter().zip(&self.counts) {
+        for (key, count) in self.iter() {
             out.extend_from_slice(&key.to_le_bytes());
             out.extend_from_slice(&count.to_le_bytes());
         }
@@ -142,16 +205,18 @@ impl SparseSketch {
             count: zeros,
             ..Self::default()
         };
+        sketch.bins.reserve_exact(rest.len() / 6);
         while !rest.is_empty() {
             let (key, tail) = rest.split_first_chunk::<2>()?;
             let (count, tail) = tail.split_first_chunk::<4>()?;
             let key = i16::from_le_bytes(*key);
             let count = u32::from_le_bytes(*count);
-            if sketch.keys.last().is_some_and(|last| *last >= key) || count == 0 {
+            if sketch.bins.last().is_some_and(|last| last.key >= key) || count == 0 {
                 return None;
             }
-            sketch.keys.push(key);
-            sketch.counts.push(count);
+            sketch.bins.push(Bin { key, count: 0 });
+            let i = sketch.bins.len() - 1;
+            sketch.set_count(i, count);
             sketch.count = sketch.count.checked_add(count)?;
             rest = tail;
         }
@@ -209,6 +274,31 @@ mod tests {
         assert_eq!(sketch.quantile(0.5), Some(0.0));
         let top = sketch.quantile(1.0).unwrap();
         assert!((top - 0.3).abs() < 0.003);
+    }
+
+    #[test]
+    fn counts_past_sixteen_bits_are_kept_and_taken_out_again() {
+        let mut sketch = SparseSketch::default();
+        let many = u32::from(WIDE) + 10;
+        for _ in 0..many {
+            sketch.add(250.0);
+        }
+        sketch.add(4000.0);
+        assert_eq!(sketch.count(), many + 1);
+        assert!(sketch.wide.is_some(), "the big bin went wide");
+        let round_trip = SparseSketch::from_bytes(&sketch.to_bytes()).unwrap();
+        assert_eq!(round_trip, sketch);
+        let mut merged = sketch.clone();
+        merged.merge(&round_trip);
+        assert_eq!(merged.count(), 2 * (many + 1));
+        assert!((merged.quantile(0.5).unwrap() - 250.0).abs() < 2.5);
+        for _ in 0..20 {
+            assert!(sketch.remove(250.0));
+        }
+        assert!(sketch.wide.is_none(), "back under the limit: narrow again");
+        assert_eq!(sketch.count(), many - 19);
+        assert_eq!(sketch.count_at(0), many - 20);
+        assert!((sketch.quantile(1.0).unwrap() - 4000.0).abs() < 40.0);
     }
 
     #[test]

@@ -120,6 +120,9 @@ impl Series {
                 self.buckets.swap_remove(oldest);
             }
         }
+        // One more at a time: most series see one or two buckets, and the
+        // default doubling would hold four for each of ~40,000 series.
+        self.buckets.reserve_exact(1);
         self.buckets.push(Bucket {
             start,
             ..Bucket::default()

@@ -7,10 +7,11 @@
 //! `observe` runs on the pipeline task, so it only converts and files spans;
 //! completion sweeps and the consumers run on a background task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +36,17 @@ pub struct TraceAssembler {
     consumers: Vec<Arc<dyn TraceConsumer>>,
     metrics: TraceMetrics,
     wake: Notify,
+}
+
+/// What one sweep takes.
+#[derive(Debug, Clone, Copy)]
+enum Sweep {
+    /// The evicted traces only (woken by an eviction).
+    Evicted,
+    /// Those and every trace complete now (on the timer).
+    Due,
+    /// Everything in flight (at shutdown).
+    All,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -200,6 +212,14 @@ impl TraceAssembler {
         traces
     }
 
+    /// Removes the evicted traces waiting for the consumers, without looking
+    /// for complete ones: evictions wake the sweeper once per batch at high
+    /// rates, and a scan of every pending trace each time would hold the lock
+    /// the pipeline files spans under.
+    pub fn take_evicted(&self) -> Vec<AssembledTrace> {
+        std::mem::take(&mut self.lock().ready)
+    }
+
     /// Removes every trace in flight (at shutdown).
     pub fn take_all(&self) -> Vec<AssembledTrace> {
         let mut state = self.lock();
@@ -237,17 +257,35 @@ impl TraceAssembler {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
+                let sweep = tokio::select! {
                     () = stop.cancelled() => break,
-                    _ = ticker.tick() => {}
-                    () = assembler.wake.notified() => {}
-                }
-                let traces = assembler.take_complete(Instant::now());
-                assembler.dispatch(traces);
+                    _ = ticker.tick() => Sweep::Due,
+                    () = assembler.wake.notified() => Sweep::Evicted,
+                };
+                assembler.sweep_off_runtime(sweep).await;
             }
-            let traces = assembler.take_all();
-            assembler.dispatch(traces);
+            assembler.sweep_off_runtime(Sweep::All).await;
         })
+    }
+
+    /// Takes the traces `sweep` names and hands them to the consumers on a
+    /// blocking-pool thread: a sweep can analyse thousands of traces, and on
+    /// a runtime worker it would hold up the receivers' requests behind it.
+    async fn sweep_off_runtime(self: &Arc<Self>, sweep: Sweep) {
+        let assembler = Arc::clone(self);
+        let sweep = tokio::task::spawn_blocking(move || {
+            let traces = match sweep {
+                Sweep::Evicted => assembler.take_evicted(),
+                Sweep::Due => assembler.take_complete(Instant::now()),
+                Sweep::All => assembler.take_all(),
+            };
+            assembler.dispatch(traces);
+        });
+        if let Err(error) = sweep.await {
+            // A consumer panicked: the traces of that sweep are lost, the
+            // assembler and the other consumers go on.
+            tracing::error!(%error, "trace consumers failed on a sweep");
+        }
     }
 }
 

@@ -298,7 +298,7 @@ impl AssembledTrace {
 
 /// 32 lowercase hex digits.
 pub fn trace_id_hex(id: &TraceId) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    hex(id)
 }
 
 /// Parses 32 hex digits (either case).
@@ -311,7 +311,20 @@ pub fn parse_trace_id(text: &str) -> Option<TraceId> {
 
 /// 16 lowercase hex digits.
 pub fn span_id_hex(id: u64) -> String {
-    format!("{id:016x}")
+    hex(&id.to_be_bytes())
+}
+
+/// Lowercase hex of `bytes`, two digits a byte. By table rather than through
+/// `format!`: every completed trace and N+1 finding names its ids, and the
+/// formatting machinery cost more than the rest of a trace's summary.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 fn serialize_trace_id<S: serde::Serializer>(id: &TraceId, s: S) -> Result<S::Ok, S::Error> {
@@ -339,4 +352,24 @@ fn serialize_attributes<S: serde::Serializer>(
         map.serialize_entry(k, v)?;
     }
     map.end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_lowercase_hex_of_their_bytes_and_parse_back() {
+        let id: TraceId = [
+            0x00, 0x01, 0x0a, 0x10, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff, 0x12, 0x34, 0x56, 0x78,
+            0x9a, 0xbc,
+        ];
+        let hex = trace_id_hex(&id);
+        assert_eq!(hex, "00010a107f80abcdefff123456789abc");
+        assert_eq!(parse_trace_id(&hex), Some(id));
+        assert_eq!(parse_trace_id(&hex.to_ascii_uppercase()), Some(id));
+        assert_eq!(span_id_hex(0x00ab_cdef_0123_4567), "00abcdef01234567");
+        assert_eq!(span_id_hex(u64::MAX), "ffffffffffffffff");
+        assert_eq!(span_id_hex(0), "0000000000000000");
+    }
 }
