@@ -47,8 +47,8 @@ load() {
 
 echo "### N+1 detection — $(date -u +%Y-%m-%d), $(nproc) cores, grpc, $CONNECTIONS connections, $DURATION per phase, 12-span traces with a 9-query N+1 loop"
 echo
-echo "| round | detection | accepted spans/s | agent CPU (of one core) | traces analysed | findings | peak RSS MiB |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+echo "| round | detection | accepted spans/s | agent CPU (of one core) | traces analysed | traces dropped unanalysed | findings | peak RSS MiB |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 peak_rss() { awk '$1 == "VmHWM:" {printf "%.1f", $2 / 1024}' "/proc/$AGENT/status"; }
 OFF_RATES=(); NODETECT_RATES=(); ON_RATES=()
 for round in $(seq "$ROUNDS"); do
@@ -56,22 +56,22 @@ for round in $(seq "$ROUNDS"); do
 enabled = false"
     load
     OFF_RATES+=("$RATE")
-    echo "| $round | traces off (traces.enabled = false) | $RATE | $CPU % | - | - | $(peak_rss) |"
+    echo "| $round | traces off (traces.enabled = false) | $RATE | $CPU % | - | - | - | $(peak_rss) |"
     stop_agent
 
-    start_n1_agent "[nplusone]
+    start_n1_agent "[n_plus_one]
 enabled = false"
     load
     NODETECT_RATES+=("$RATE")
     sleep 3   # the last traces' quiet period
-    echo "| $round | traces on, detector off (nplusone.enabled = false) | $RATE | $CPU % | - | - | $(peak_rss) |"
+    echo "| $round | traces on, detector off (n_plus_one.enabled = false) | $RATE | $CPU % | - | $(metric telltale_traces_dropped_total) | - | $(peak_rss) |"
     stop_agent
 
     start_n1_agent ""
     load
     ON_RATES+=("$RATE")
     sleep 3
-    echo "| $round | all on (default) | $RATE | $CPU % | $(metric telltale_n_plus_one_analysed_traces_total) | $(metric telltale_n_plus_one_findings) | $(peak_rss) |"
+    echo "| $round | all on (default) | $RATE | $CPU % | $(metric telltale_n_plus_one_analysed_traces_total) | $(metric telltale_traces_dropped_total) | $(metric telltale_n_plus_one_findings) | $(peak_rss) |"
     stop_agent
 done
 echo
