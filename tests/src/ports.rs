@@ -15,27 +15,41 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
     PORTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read
-/// the port the kernel chose, close the socket).
+/// Where [`free_port`] looks: below Linux's default ephemeral range
+/// (32768–60999, `net.ipv4.ip_local_port_range`), which the kernel also uses
+/// for the local end of every outgoing connection. A port taken from that range
+/// by binding to port 0 can be handed to one of the tests' own client
+/// connections between the moment it is picked and the moment the agent binds
+/// it ("Address already in use"); below it only listeners live.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound and closed
+/// again), from [`PORTS`], never handed out twice by this process.
 ///
 /// # Panics
 ///
-/// When binding to 127.0.0.1 fails, which means the machine has no usable
-/// loopback interface.
+/// When no port of [`PORTS`] can be bound, which means the machine has no
+/// usable loopback interface (or something holds all twelve thousand).
 pub fn free_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .expect("cannot bind 127.0.0.1:0: is the loopback interface up?");
-        let port = listener
-            .local_addr()
-            .expect("a bound socket has a local address")
-            .port();
-        drop(listener);
-        let mut used = handed_out().lock().unwrap_or_else(|e| e.into_inner());
-        if used.insert(port) {
-            return port;
+    // Start at a spot of the range that differs between test processes.
+    let span = u32::from(PORTS.end - PORTS.start);
+    let seed = (std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos()))
+        % span;
+    let mut used = handed_out().lock().unwrap_or_else(|e| e.into_inner());
+    for step in 0..span {
+        // 7,919 is prime and does not divide the span: every port is visited once.
+        let offset = (seed + step * 7_919) % span;
+        let port = PORTS.start + u16::try_from(offset).expect("offset < span");
+        if used.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        used.insert(port);
+        return port;
     }
+    panic!("no free port on 127.0.0.1 in {PORTS:?}: is the loopback interface up?");
 }
 
 /// Polls `f` about every 50 ms until it returns `true`.

@@ -116,11 +116,7 @@ fn rollup_of(row: &sqlx::sqlite::SqliteRow) -> Option<Rollup> {
         device: Device::from_name(row.try_get("device").ok()?)?,
         start: u64::try_from(row.try_get::<i64, _>("bucket_start").ok()?).ok()?,
         count: count("count")?,
-        ratings: [
-            count("good")?,
-            count("needs_improvement")?,
-            count("poor")?,
-        ],
+        ratings: [count("good")?, count("needs_improvement")?, count("poor")?],
         sketch: row.try_get("sketch").ok()?,
     })
 }

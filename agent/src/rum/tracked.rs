@@ -55,9 +55,7 @@ impl TrackedIds {
     /// The id hashed to `key`.
     pub(super) fn get_mut(&mut self, key: u64) -> Option<&mut Tracked> {
         let ring = &self.ring;
-        let position = *self
-            .positions
-            .find(key, |p| ring[*p as usize].key == key)?;
+        let position = *self.positions.find(key, |p| ring[*p as usize].key == key)?;
         Some(&mut self.ring[position as usize].tracked)
     }
 
@@ -80,10 +78,7 @@ impl TrackedIds {
             let position = self.next;
             self.next = (self.next + 1) % self.capacity;
             let old = self.ring[position].key;
-            if let Ok(found) = self
-                .positions
-                .find_entry(old, |p| *p as usize == position)
-            {
+            if let Ok(found) = self.positions.find_entry(old, |p| *p as usize == position) {
                 found.remove();
             }
             self.ring[position] = entry;
@@ -144,6 +139,9 @@ mod tests {
             let found = ids.get_mut(key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             assert_eq!(found.map(|t| t.value), Some(key as f64));
         }
-        assert!(ids.get_mut(98_999_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15)).is_none());
+        assert!(
+            ids.get_mut(98_999_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .is_none()
+        );
     }
 }

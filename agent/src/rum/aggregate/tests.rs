@@ -214,7 +214,10 @@ fn rollups_round_trip_and_idle_pages_are_evicted() {
     rollups.extend(agg.take_dirty(usize::MAX));
     assert_eq!(rollups.len(), 2, "the rest in the next chunk");
     assert_ne!(rollups[0].metric, rollups[1].metric);
-    assert!(agg.take_dirty(usize::MAX).is_empty(), "dirty marks are cleared");
+    assert!(
+        agg.take_dirty(usize::MAX).is_empty(),
+        "dirty marks are cleared"
+    );
     let (fresh, _r) = aggregator(10);
     assert_eq!(fresh.restore(rollups, T0), 2);
     let detail = fresh
