@@ -67,6 +67,10 @@ RSS_KIB=$(awk '/VmRSS/ {print $2}' "/proc/$AGENT/status")
 HWM_KIB=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT/status")
 PAGES=$(counter telltale_rum_pages)
 REFUSED=$(refused)
+# And once idle for a while: what the allocator still held right after the
+# load (freed but not yet returned) is gone by then.
+sleep 10
+SETTLED_RSS_KIB=$(awk '/VmRSS/ {print $2}' "/proc/$AGENT/status")
 
 ratio=$(awk -v a="$R_RPS" -v b="$H_RPS" 'BEGIN {printf "%.2f", a / b}')
 both_ratio=$(awk -v a="$BR_RPS" -v b="$BH_RPS" 'BEGIN {printf "%.2f", a / b}')
@@ -84,5 +88,5 @@ cat <<REPORT
 
 - beacons/s ÷ /health requests/s, each alone: **$ratio**; at the same time: **$both_ratio**
 - beacons accepted by the agent in the /rum phase: $((B1 - B0)) of $RUM_REQUESTS sent (wrk non-2xx: ${RUM_ERRORS:-0}); refused in the whole run: $REFUSED
-- RSS: $(mib "$IDLE_RSS_KIB") MiB idle; $(mib "$RSS_KIB") MiB after $ACCEPTED beacons over $PAGES pages (peak $(mib "$HWM_KIB") MiB)
+- RSS: $(mib "$IDLE_RSS_KIB") MiB idle; $(mib "$RSS_KIB") MiB after $ACCEPTED beacons over $PAGES pages (peak $(mib "$HWM_KIB") MiB); $(mib "$SETTLED_RSS_KIB") MiB after 10 s more idle
 REPORT
