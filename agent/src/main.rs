@@ -1,16 +1,16 @@
 //! `telltale`: parse flags, load the configuration, hand over to the library.
 
-/// See the `mimalloc` feature in Cargo.toml for why.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use telltale_agent::Shutdown;
 use telltale_agent::config::{self, ProcessEnv, ValidConfig};
+
+/// See the `mimalloc` feature in Cargo.toml for why.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Telltale: an observability sidecar and deep health agent.
 #[derive(Debug, Parser)]

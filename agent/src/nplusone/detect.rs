@@ -6,13 +6,12 @@
 //! values) is never flagged: repeating it is chunking, not N+1.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 // foldhash, not SipHash: these maps are filled for every completed trace,
 // keyed by span ids and statement text, and std's hasher was a tenth of the
 // detector's cost.
 use foldhash::{HashMap, HashMapExt};
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use super::http_template::http_call;
@@ -158,8 +157,8 @@ pub struct Skipped {
 /// Normalised statements by dialect, then text, so a parameterised statement
 /// repeated across traces is tokenised once (and looked up without copying
 /// its text). Cleared when full, which is cheap and keeps the hot statements
-/// after a moment.
-/// Entries are shared, so a hit costs a reference count, not a copy.
+/// after a moment. Entries are shared, so a hit costs a reference count, not
+/// a copy of the template.
 #[derive(Debug, Default)]
 pub struct NormalizeCache {
     by_dialect: HashMap<SqlDialect, HashMap<Box<str>, Normalized>>,

@@ -590,7 +590,11 @@ impl WebVitalsAggregator {
         let mut used = 0;
         let mut state = self.lock();
         for rollup in rollups {
-            let Some(sketch) = super::sketch::SparseSketch::from_bytes(&rollup.sketch) else {
+            // A row whose count disagrees with its own sketch is damaged:
+            // left out rather than trusted for either.
+            let Some(sketch) = super::sketch::SparseSketch::from_bytes(&rollup.sketch)
+                .filter(|s| s.count() == rollup.count)
+            else {
                 continue;
             };
             let (app, page) = self.place(&mut state, &rollup.app, &rollup.page, now);

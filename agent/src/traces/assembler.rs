@@ -4,8 +4,9 @@
 //! Memory is bounded by caps on traces and spans in flight; the oldest trace
 //! is evicted (and still analysed, marked partial) to make room.
 //!
-//! `observe` runs on the pipeline task, so it only converts and files spans;
-//! completion sweeps and the consumers run on a background task.
+//! `observe` runs on the pipeline workers, so it only converts and files
+//! spans; completion sweeps and the consumers run on a blocking-pool thread,
+//! never on the runtime threads that answer OTLP clients.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -20,8 +20,9 @@ pub use span::{
     TraceId, parse_trace_id, span_id_hex, trace_id_hex,
 };
 
-/// Reads every completed trace. Runs on the assembler's background task, one
-/// trace after another: must be quick, or hand the work off.
+/// Reads every completed trace. Runs on a blocking-pool thread, one trace
+/// after another: slow work there delays the other consumers and lets evicted
+/// traces pile up (past 4,096 they are dropped, counted), never ingest.
 pub trait TraceConsumer: Send + Sync + std::fmt::Debug {
     /// Looks at one completed (or evicted partial) trace.
     fn on_trace(&self, trace: &Arc<AssembledTrace>);

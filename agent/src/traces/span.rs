@@ -317,7 +317,7 @@ pub fn span_id_hex(id: u64) -> String {
 /// Lowercase hex of `bytes`, two digits a byte. By table rather than through
 /// `format!`: every completed trace and N+1 finding names its ids, and the
 /// formatting machinery cost more than the rest of a trace's summary.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

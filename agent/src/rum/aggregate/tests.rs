@@ -233,3 +233,28 @@ fn rollups_round_trip_and_idle_pages_are_evicted() {
             .is_none()
     );
 }
+
+#[test]
+fn a_rollup_whose_count_disagrees_with_its_sketch_is_left_out() {
+    let (agg, _registry) = aggregator(10);
+    agg.record(
+        "shop",
+        "/a",
+        Device::Desktop,
+        &load(&[(MetricKind::Lcp, 1800.0, None)]),
+        T0,
+    );
+    let mut rollups = agg.take_dirty(usize::MAX);
+    assert_eq!(rollups.len(), 1);
+    assert_eq!(rollups[0].count, 1);
+    let mut damaged = rollups.clone();
+    damaged[0].count = 7;
+    let (fresh, _r) = aggregator(10);
+    assert_eq!(fresh.restore(damaged, T0), 0, "damaged row left out");
+    assert!(
+        fresh
+            .page("shop", "/a", RumWindow::OneHour, T0 + 60)
+            .is_none()
+    );
+    assert_eq!(fresh.restore(std::mem::take(&mut rollups), T0), 1);
+}
