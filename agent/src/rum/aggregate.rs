@@ -176,7 +176,7 @@ pub struct Rollup {
     pub count: u32,
     /// Counts by rating.
     pub ratings: [u32; 3],
-    /// The sketch, as [`super::sketch::SparseSketch::to_bytes`].
+    /// The sketch, as [`super::sketch::Sketch::to_bytes`].
     pub sketch: Vec<u8>,
 }
 
@@ -592,7 +592,7 @@ impl WebVitalsAggregator {
         for rollup in rollups {
             // A row whose count disagrees with its own sketch is damaged:
             // left out rather than trusted for either.
-            let Some(sketch) = super::sketch::SparseSketch::from_bytes(&rollup.sketch)
+            let Some(sketch) = super::sketch::Sketch::from_bytes(&rollup.sketch)
                 .filter(|s| s.count() == rollup.count)
             else {
                 continue;

@@ -1,12 +1,15 @@
-//! A DDSketch with a sparse store: the same logarithmic mapping as
-//! `sketches-ddsketch` (every quantile within 1 % of the true value), but bins
-//! are kept only where values fell, four bytes each (counts past 65,534 kept
+//! A DDSketch with a compact dense store: the same logarithmic mapping as
+//! `sketches-ddsketch` (every quantile within 1 % of the true value), but one
+//! byte per bin between the lowest and highest bin used (counts past 254 kept
 //! aside), and a value can be taken out again (a re-reported CLS or INP
 //! replaces its earlier value).
 //!
 //! Why not the crate: its dense store allocates 128 eight-byte bins for the
 //! first value. RUM keeps 13 metrics × 3 devices per page for 1,000 pages:
-//! 39,000 sketches would take 40 MiB before holding much at all.
+//! 39,000 sketches would take 40 MiB before holding much at all. A web vital's
+//! values spread over about a hundred bins (a factor of ten), most of them
+//! used, so a byte per bin in range beats four per bin used (a sorted
+//! `(key, count)` list, this module's earlier form) by three to four times.
 
 /// Relative accuracy of every quantile.
 const ALPHA: f64 = 0.01;
@@ -33,22 +36,20 @@ fn value_of(key: i16) -> f64 {
     2.0 * g.powi(i32::from(key)) / (g + 1.0)
 }
 
-/// Bin counts at or past this live in [`SparseSketch::wide`]: four bytes a
-/// bin instead of six, since a five-minute bucket of one page rarely puts
-/// 65,535 values in one 2 % wide bin.
-const WIDE: u16 = u16::MAX;
+/// Bin counts at or past this live in [`Sketch::wide`]: a five-minute bucket
+/// of one page rarely puts 255 values in one 2 % wide bin, and when a busy
+/// page does, those few bins cost eight bytes more each.
+const WIDE: u8 = u8::MAX;
 
-/// One bin: its key and count (or [`WIDE`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Bin {
-    key: i16,
-    count: u16,
-}
-
-/// Counts per bin, sorted by key.
+/// Counts per bin over the range of bins used.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct SparseSketch {
-    bins: Vec<Bin>,
+pub(crate) struct Sketch {
+    /// The key of `counts[0]`.
+    offset: i16,
+    /// One count per key from `offset` on (zero where no value fell), or
+    /// [`WIDE`]. A boxed slice, resized to fit exactly: a new lowest or
+    /// highest value is rare once a series has a few hundred.
+    counts: Box<[u8]>,
     /// The counts of the bins marked [`WIDE`], sorted by key. Boxed on
     /// purpose: almost every sketch has none, and an empty `Option<Box<_>>`
     /// is 8 bytes where an `Option<Vec<_>>` is 24, in each of ~40,000 series.
@@ -58,35 +59,50 @@ pub(crate) struct SparseSketch {
     count: u32,
 }
 
-impl SparseSketch {
+impl Sketch {
     /// Values held.
     pub(crate) fn count(&self) -> u32 {
         self.count
     }
 
-    /// The count of bin `i`.
+    /// The key of slot `i`.
+    fn key_at(&self, i: usize) -> i16 {
+        // Slots never outnumber the i16 keys (see `cover`).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        let key = self.offset.wrapping_add(i as i16);
+        key
+    }
+
+    /// The slot of `key`, when inside the range.
+    fn slot_of(&self, key: i16) -> Option<usize> {
+        let i = usize::try_from(i32::from(key) - i32::from(self.offset)).ok()?;
+        (i < self.counts.len()).then_some(i)
+    }
+
+    /// The count of slot `i`.
     fn count_at(&self, i: usize) -> u32 {
-        let bin = self.bins[i];
-        if bin.count < WIDE {
-            return u32::from(bin.count);
+        let narrow = self.counts[i];
+        if narrow < WIDE {
+            return u32::from(narrow);
         }
+        let key = self.key_at(i);
         self.wide
             .as_ref()
             .and_then(|wide| {
-                let j = wide.binary_search_by_key(&bin.key, |(k, _)| *k).ok()?;
+                let j = wide.binary_search_by_key(&key, |(k, _)| *k).ok()?;
                 Some(wide[j].1)
             })
             .unwrap_or(u32::from(WIDE))
     }
 
-    /// Sets the count of bin `i` (above zero), moving it to or from `wide`.
+    /// Sets the count of slot `i`, moving it to or from `wide`.
     fn set_count(&mut self, i: usize, count: u32) {
-        let key = self.bins[i].key;
-        let was_wide = self.bins[i].count == WIDE;
-        if let Ok(narrow) = u16::try_from(count)
+        let key = self.key_at(i);
+        let was_wide = self.counts[i] == WIDE;
+        if let Ok(narrow) = u8::try_from(count)
             && narrow < WIDE
         {
-            self.bins[i].count = narrow;
+            self.counts[i] = narrow;
             if was_wide && let Some(wide) = self.wide.as_mut() {
                 wide.retain(|(k, _)| *k != key);
                 if wide.is_empty() {
@@ -95,7 +111,7 @@ impl SparseSketch {
             }
             return;
         }
-        self.bins[i].count = WIDE;
+        self.counts[i] = WIDE;
         let wide = self.wide.get_or_insert_with(Box::default);
         match wide.binary_search_by_key(&key, |(k, _)| *k) {
             Ok(j) => wide[j].1 = count,
@@ -103,14 +119,33 @@ impl SparseSketch {
         }
     }
 
+    /// Widens the range to hold the keys `low..=high`, in one reallocation.
+    fn cover(&mut self, low: i16, high: i16) {
+        let (old_low, old_high) = if self.counts.is_empty() {
+            (low, high)
+        } else {
+            (self.offset, self.key_at(self.counts.len() - 1))
+        };
+        let (new_low, new_high) = (low.min(old_low), high.max(old_high));
+        if !self.counts.is_empty() && (new_low, new_high) == (old_low, old_high) {
+            return;
+        }
+        // At most 65,536 slots: the i16 keys.
+        let len = usize::try_from(i32::from(new_high) - i32::from(new_low) + 1).unwrap_or(0);
+        let mut counts = vec![0_u8; len].into_boxed_slice();
+        if !self.counts.is_empty() {
+            let shift = usize::try_from(i32::from(old_low) - i32::from(new_low)).unwrap_or(0);
+            counts[shift..shift + self.counts.len()].copy_from_slice(&self.counts);
+        }
+        self.counts = counts;
+        self.offset = new_low;
+    }
+
     /// Adds `n` values to the bin of `key`.
     fn add_to_bin(&mut self, key: i16, n: u32) {
-        match self.bins.binary_search_by_key(&key, |b| b.key) {
-            Ok(i) => self.set_count(i, self.count_at(i).saturating_add(n)),
-            Err(i) => {
-                self.bins.insert(i, Bin { key, count: 0 });
-                self.set_count(i, n);
-            }
+        self.cover(key, key);
+        if let Some(i) = self.slot_of(key) {
+            self.set_count(i, self.count_at(i).saturating_add(n));
         }
     }
 
@@ -132,32 +167,53 @@ impl SparseSketch {
             }
             self.zeros -= 1;
         } else {
-            let Ok(i) = self.bins.binary_search_by_key(&key_of(value), |b| b.key) else {
+            let Some(i) = self.slot_of(key_of(value)) else {
                 return false;
             };
-            let left = self.count_at(i) - 1;
-            if left == 0 {
-                self.bins.remove(i);
-            } else {
-                self.set_count(i, left);
+            let held = self.count_at(i);
+            if held == 0 {
+                return false;
+            }
+            self.set_count(i, held - 1);
+            if held == 1 && (i == 0 || i == self.counts.len() - 1) {
+                self.trim();
             }
         }
         self.count -= 1;
         true
     }
 
+    /// Shrinks the range to the bins holding values (none: an empty range).
+    fn trim(&mut self) {
+        let first = self.counts.iter().position(|&c| c != 0);
+        let last = self.counts.iter().rposition(|&c| c != 0);
+        let (Some(first), Some(last)) = (first, last) else {
+            self.counts = Box::default();
+            self.offset = 0;
+            return;
+        };
+        self.offset = self.key_at(first);
+        self.counts = self.counts[first..=last].into();
+    }
+
     /// Adds every value of `other`.
-    pub(crate) fn merge(&mut self, other: &SparseSketch) {
+    pub(crate) fn merge(&mut self, other: &Sketch) {
         self.zeros = self.zeros.saturating_add(other.zeros);
         self.count = self.count.saturating_add(other.count);
+        if other.counts.is_empty() {
+            return;
+        }
+        self.cover(other.offset, other.key_at(other.counts.len() - 1));
         for (key, count) in other.iter() {
             self.add_to_bin(key, count);
         }
     }
 
-    /// `(key, count)` of every bin, by key.
+    /// `(key, count)` of every bin holding values, by key.
     fn iter(&self) -> impl Iterator<Item = (i16, u32)> + '_ {
-        (0..self.bins.len()).map(|i| (self.bins[i].key, self.count_at(i)))
+        (0..self.counts.len())
+            .filter(|&i| self.counts[i] != 0)
+            .map(|i| (self.key_at(i), self.count_at(i)))
     }
 
     /// The `q` quantile (0–1): the value of rank `floor(q × (n − 1))` in
@@ -173,18 +229,21 @@ impl SparseSketch {
         if rank < seen {
             return Some(0.0);
         }
+        let mut last = None;
         for (key, count) in self.iter() {
             seen += u64::from(count);
             if rank < seen {
                 return Some(value_of(key));
             }
+            last = Some(key);
         }
-        self.bins.last().map(|b| value_of(b.key))
+        last.map(value_of)
     }
 
-    /// Bytes for the database: `zeros`, then `(key, count)` pairs, little-endian.
+    /// Bytes for the database: `zeros`, then `(key, count)` pairs of the bins
+    /// holding values, little-endian (the same bytes the sparse form wrote).
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + self.bins.len() * 6);
+        let mut out = Vec::with_capacity(4 + self.counts.len() * 6);
         out.extend_from_slice(&self.zeros.to_le_bytes());
         for (key, count) in self.iter() {
             out.extend_from_slice(&key.to_le_bytes());
@@ -197,25 +256,29 @@ impl SparseSketch {
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let (zeros, mut rest) = bytes.split_first_chunk::<4>()?;
         let zeros = u32::from_le_bytes(*zeros);
-        let mut sketch = Self {
-            zeros,
-            count: zeros,
-            ..Self::default()
-        };
-        sketch.bins.reserve_exact(rest.len() / 6);
+        let mut bins = Vec::with_capacity(rest.len() / 6);
         while !rest.is_empty() {
             let (key, tail) = rest.split_first_chunk::<2>()?;
             let (count, tail) = tail.split_first_chunk::<4>()?;
             let key = i16::from_le_bytes(*key);
             let count = u32::from_le_bytes(*count);
-            if sketch.bins.last().is_some_and(|last| last.key >= key) || count == 0 {
+            if bins.last().is_some_and(|&(last, _)| last >= key) || count == 0 {
                 return None;
             }
-            sketch.bins.push(Bin { key, count: 0 });
-            let i = sketch.bins.len() - 1;
-            sketch.set_count(i, count);
-            sketch.count = sketch.count.checked_add(count)?;
+            bins.push((key, count));
             rest = tail;
+        }
+        let mut sketch = Self {
+            zeros,
+            count: zeros,
+            ..Self::default()
+        };
+        if let (Some(&(low, _)), Some(&(high, _))) = (bins.first(), bins.last()) {
+            sketch.cover(low, high);
+        }
+        for (key, count) in bins {
+            sketch.add_to_bin(key, count);
+            sketch.count = sketch.count.checked_add(count)?;
         }
         Some(sketch)
     }
@@ -233,7 +296,7 @@ mod tests {
 
     #[test]
     fn quantiles_are_within_one_percent() {
-        let mut sketch = SparseSketch::default();
+        let mut sketch = Sketch::default();
         let mut values: Vec<f64> = (0..5_000)
             .map(|i| 100.0 + f64::from(i * 7919 % 5000))
             .collect();
@@ -250,7 +313,7 @@ mod tests {
 
     #[test]
     fn removing_restores_the_earlier_state() {
-        let mut sketch = SparseSketch::default();
+        let mut sketch = Sketch::default();
         sketch.add(0.0);
         sketch.add(1234.0);
         let before = sketch.clone();
@@ -263,8 +326,26 @@ mod tests {
     }
 
     #[test]
+    fn the_range_grows_both_ways_and_shrinks_back() {
+        let mut sketch = Sketch::default();
+        sketch.add(5000.0);
+        let alone = sketch.clone();
+        sketch.add(10.0);
+        sketch.add(100_000.0);
+        assert_eq!(sketch.iter().count(), 3);
+        assert!((sketch.quantile(0.0).unwrap() - 10.0).abs() < 0.1);
+        assert!((sketch.quantile(1.0).unwrap() - 100_000.0).abs() < 1000.0);
+        assert!(sketch.remove(10.0));
+        assert!(sketch.remove(100_000.0));
+        assert_eq!(sketch, alone, "trimmed to the one bin left");
+        assert!(!sketch.remove(7.0), "below the range");
+        assert!(sketch.remove(5000.0));
+        assert_eq!(sketch, Sketch::default());
+    }
+
+    #[test]
     fn zeros_rank_first() {
-        let mut sketch = SparseSketch::default();
+        let mut sketch = Sketch::default();
         for v in [0.0, 0.0, 0.0, 0.3] {
             sketch.add(v);
         }
@@ -275,7 +356,7 @@ mod tests {
 
     #[test]
     fn counts_past_sixteen_bits_are_kept_and_taken_out_again() {
-        let mut sketch = SparseSketch::default();
+        let mut sketch = Sketch::default();
         let many = u32::from(WIDE) + 10;
         for _ in 0..many {
             sketch.add(250.0);
@@ -283,7 +364,7 @@ mod tests {
         sketch.add(4000.0);
         assert_eq!(sketch.count(), many + 1);
         assert!(sketch.wide.is_some(), "the big bin went wide");
-        let round_trip = SparseSketch::from_bytes(&sketch.to_bytes()).unwrap();
+        let round_trip = Sketch::from_bytes(&sketch.to_bytes()).unwrap();
         assert_eq!(round_trip, sketch);
         let mut merged = sketch.clone();
         merged.merge(&round_trip);
@@ -300,14 +381,14 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_garbage_is_refused() {
-        let mut sketch = SparseSketch::default();
+        let mut sketch = Sketch::default();
         for v in [0.0, 1.5, 1.5, 2500.0, 900_000.0] {
             sketch.add(v);
         }
-        let mut merged = SparseSketch::default();
-        merged.merge(&SparseSketch::from_bytes(&sketch.to_bytes()).unwrap());
+        let mut merged = Sketch::default();
+        merged.merge(&Sketch::from_bytes(&sketch.to_bytes()).unwrap());
         assert_eq!(merged, sketch);
-        assert_eq!(SparseSketch::from_bytes(&[1, 2, 3]), None);
-        assert_eq!(SparseSketch::from_bytes(&[0, 0, 0, 0, 1, 0, 0]), None);
+        assert_eq!(Sketch::from_bytes(&[1, 2, 3]), None);
+        assert_eq!(Sketch::from_bytes(&[0, 0, 0, 0, 1, 0, 0]), None);
     }
 }

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::metric::{MetricKind, Rating};
-use super::sketch::SparseSketch;
+use super::sketch::Sketch;
 
 /// Bucket width, seconds.
 pub(crate) const BUCKET_SECONDS: u64 = 300;
@@ -53,7 +53,7 @@ pub(crate) fn bucket_start(now: u64) -> u64 {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Bucket {
     pub(crate) start: u64,
-    pub(crate) sketch: SparseSketch,
+    pub(crate) sketch: Sketch,
     /// Counts by rating (vitals only).
     pub(crate) ratings: [u32; 3],
     /// Changed since last written to the database.
