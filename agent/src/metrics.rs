@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -67,12 +68,49 @@ impl Metrics {
         Arc::new(Self { registry })
     }
 
-    /// The exposition text.
-    pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        // Writing into a String cannot fail.
+    /// The exposition text, in chunks of about [`EXPOSITION_CHUNK`] bytes.
+    ///
+    /// Why chunks: with RUM's per-page histograms the text runs to megabytes,
+    /// and one `String` grown by doubling for it takes twice that at its peak
+    /// and leaves the allocator holding the difference after every scrape.
+    pub fn encode(&self) -> Vec<Bytes> {
+        let mut out = ChunkedText::default();
+        // Writing into memory cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        out.finish()
+    }
+}
+
+/// The size of one piece of the exposition text.
+pub const EXPOSITION_CHUNK: usize = 64 * 1024;
+
+/// Text written in fixed-size pieces, none ever reallocated.
+#[derive(Debug, Default)]
+struct ChunkedText {
+    done: Vec<Bytes>,
+    current: String,
+}
+
+impl ChunkedText {
+    fn finish(mut self) -> Vec<Bytes> {
+        if !self.current.is_empty() {
+            self.done.push(Bytes::from(self.current));
+        }
+        self.done
+    }
+}
+
+impl std::fmt::Write for ChunkedText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.current.len() + s.len() > self.current.capacity() {
+            if !self.current.is_empty() {
+                let full = std::mem::take(&mut self.current);
+                self.done.push(Bytes::from(full));
+            }
+            self.current.reserve_exact(EXPOSITION_CHUNK.max(s.len()));
+        }
+        self.current.push_str(s);
+        Ok(())
     }
 }
 
@@ -106,5 +144,42 @@ impl HealthMetrics {
             health.draining.clone(),
         );
         health
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write;
+
+    use super::*;
+
+    #[test]
+    fn chunked_text_keeps_every_byte_in_bounded_pieces() {
+        let mut chunked = ChunkedText::default();
+        let mut whole = String::new();
+        for i in 0..20_000 {
+            let line = format!("telltale_example_total{{page=\"/p/{i}\"}} {i}\n");
+            chunked.write_str(&line).unwrap();
+            whole.push_str(&line);
+        }
+        let big = "x".repeat(EXPOSITION_CHUNK * 2);
+        chunked.write_str(&big).unwrap();
+        whole.push_str(&big);
+        let chunks = chunked.finish();
+        assert!(chunks.len() > 5, "{} chunks", chunks.len());
+        let (last, rest) = chunks.split_last().unwrap();
+        assert_eq!(last.len(), big.len(), "an oversized write is one piece of its own");
+        assert!(rest.iter().all(|c| c.len() <= EXPOSITION_CHUNK));
+        assert_eq!(chunks.concat(), whole.as_bytes());
+    }
+
+    #[test]
+    fn the_registry_encodes_to_the_text_format() {
+        let mut registry = new_registry();
+        let health = HealthMetrics::register(&mut registry);
+        health.ready.set(1);
+        let text = String::from_utf8(Metrics::new(registry).encode().concat()).unwrap();
+        assert!(text.contains("telltale_health_ready 1\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

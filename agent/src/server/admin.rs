@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -139,13 +140,23 @@ async fn index(api: Router) -> impl IntoResponse {
     }))
 }
 
+/// The exposition, encoded on a blocking-pool thread (megabytes of text with
+/// RUM's page histograms: not on the threads answering `/health`) and sent in
+/// the pieces it was written in.
 async fn metrics(State(state): State<AdminState>) -> Response {
+    let registry = Arc::clone(&state.metrics);
+    let Ok(chunks) = tokio::task::spawn_blocking(move || registry.encode()).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "encoding the metrics failed").into_response();
+    };
+    let body = Body::from_stream(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(PROMETHEUS_TEXT),
         )],
-        state.metrics.encode(),
+        body,
     )
         .into_response()
 }
