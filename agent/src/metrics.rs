@@ -168,7 +168,11 @@ mod tests {
         let chunks = chunked.finish();
         assert!(chunks.len() > 5, "{} chunks", chunks.len());
         let (last, rest) = chunks.split_last().unwrap();
-        assert_eq!(last.len(), big.len(), "an oversized write is one piece of its own");
+        assert_eq!(
+            last.len(),
+            big.len(),
+            "an oversized write is one piece of its own"
+        );
         assert!(rest.iter().all(|c| c.len() <= EXPOSITION_CHUNK));
         assert_eq!(chunks.concat(), whole.as_bytes());
     }

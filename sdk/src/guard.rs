@@ -226,10 +226,15 @@ impl TelemetryBuilder {
         let fmt = self
             .log_to_stderr
             .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
-        tracing_subscriber::registry()
+        let stack = tracing_subscriber::registry()
             .with(otel)
-            .with(fmt.map(|fmt| fmt.with_filter(filter)))
-            .try_init()?;
+            .with(fmt.map(|fmt| fmt.with_filter(filter)));
+        #[cfg(feature = "sqlx")]
+        let max_level = tracing::Subscriber::max_level_hint(&stack);
+        let dispatch = tracing::Dispatch::new(stack);
+        dispatch.clone().try_init()?;
+        #[cfg(feature = "sqlx")]
+        crate::quiet::install(&dispatch, max_level);
         Ok(guard)
     }
 

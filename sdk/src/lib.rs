@@ -40,6 +40,8 @@ pub mod http_server;
 pub mod metrics;
 #[cfg(feature = "profiling")]
 pub mod profiling;
+#[cfg(feature = "sqlx")]
+mod quiet;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod rum;

@@ -4,15 +4,17 @@
 //! parameters), operation, table and server. Transactions and single
 //! connections are traced with [`TracedPool::on`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt as _, StreamExt as _};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Either, Execute, Executor, Pool, SqlStr};
-use tracing::{Instrument as _, Span, field};
+use tracing::{Span, field};
 
+use crate::quiet::Quieter;
 use crate::sql;
 
 /// What a database kind contributes to its spans.
@@ -170,17 +172,14 @@ where
     {
         let (query, span) = Recorded::<DB>::new(query, &self.target);
         let failure_span = span.clone();
-        let steps = without_current_span(|| self.inner.fetch_many(query));
+        let quiet = Quieter::for_current();
+        let steps = quiet.building(|| self.inner.fetch_many(query));
         let steps = steps.inspect(move |step| {
             if let Err(error) = step {
                 record_error(&failure_span, error);
             }
         });
-        UntilDone {
-            inner: steps.boxed(),
-            span: Some(span),
-        }
-        .boxed()
+        InFlight::new(steps, span, quiet).boxed()
     }
 
     fn fetch_optional<'e, 'q: 'e, Q>(
@@ -193,14 +192,15 @@ where
     {
         let (query, span) = Recorded::<DB>::new(query, &self.target);
         let failure_span = span.clone();
-        without_current_span(|| self.inner.fetch_optional(query))
+        let quiet = Quieter::for_current();
+        let answer = quiet
+            .building(|| self.inner.fetch_optional(query))
             .inspect(move |result| {
                 if let Err(error) = result {
                     record_error(&failure_span, error);
                 }
-            })
-            .instrument(span)
-            .boxed()
+            });
+        InFlight::new(answer, span, quiet).boxed()
     }
 
     fn prepare_with<'e>(
@@ -222,25 +222,36 @@ where
     }
 }
 
-/// A stream that holds its query's span open until the last row (or until
-/// it is dropped, when the caller stops early), so the span covers the whole
-/// query. The span is not entered on each poll: nothing inside sqlx's stream
-/// starts spans of its own, and entering costs a trip through every layer
-/// per row.
-struct UntilDone<'e, T> {
-    inner: BoxStream<'e, T>,
+/// A query's stream or future, holding its span open until the last row or
+/// the answer (or until dropped, when the caller stops early), so the span
+/// covers the whole query. Polled with no span current (see [`Quieter`]) and
+/// without entering its own span: nothing inside sqlx starts spans worth
+/// having, and each entry is a trip through every layer.
+struct InFlight<I> {
+    inner: I,
     span: Option<Span>,
+    quiet: Quieter,
 }
 
-impl<T> futures_util::Stream for UntilDone<'_, T> {
-    type Item = T;
+impl<I: Unpin> InFlight<I> {
+    fn new(inner: I, span: Span, quiet: Quieter) -> Self {
+        Self {
+            inner,
+            span: Some(span),
+            quiet,
+        }
+    }
+}
+
+impl<I: futures_util::Stream + Unpin> futures_util::Stream for InFlight<I> {
+    type Item = I::Item;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<T>> {
+    ) -> std::task::Poll<Option<I::Item>> {
         let this = &mut *self;
-        let next = this.inner.poll_next_unpin(cx);
+        let next = this.quiet.polling(|| this.inner.poll_next_unpin(cx));
         if let std::task::Poll::Ready(None) = next {
             // Closing the span here ends it at the last row.
             this.span = None;
@@ -249,12 +260,20 @@ impl<T> futures_util::Stream for UntilDone<'_, T> {
     }
 }
 
-/// Builds sqlx's stream or future where no span is current. sqlx runs them
-/// `in_current_span`, which would enter the request's span, through every
-/// layer, on each of their polls (one per row); our own span already times
-/// the query.
-fn without_current_span<T>(build: impl FnOnce() -> T) -> T {
-    tracing::dispatcher::with_default(&tracing::Dispatch::none(), build)
+impl<I: Future + Unpin> Future for InFlight<I> {
+    type Output = I::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<I::Output> {
+        let this = &mut *self;
+        let answer = this.quiet.polling(|| this.inner.poll_unpin(cx));
+        if answer.is_ready() {
+            this.span = None;
+        }
+        answer
+    }
 }
 
 fn record_error(span: &Span, error: &sqlx::Error) {
@@ -303,29 +322,79 @@ fn query_span<DB: TracedDatabase>(text: &str, parameterised: bool, target: &Targ
     if !tracing::span_enabled!(tracing::Level::INFO) {
         return Span::none();
     }
-    let info = sql::describe(text, parameterised, DB::DOUBLE_QUOTES_ARE_STRINGS);
-    let name = match (&info.operation, &info.collection) {
-        (Some(operation), Some(table)) => format!("{operation} {table}"),
-        (Some(operation), None) => operation.clone(),
-        _ => DB::SYSTEM.to_owned(),
-    };
+    let described = described(text, parameterised, DB::DOUBLE_QUOTES_ARE_STRINGS);
+    let info = &described.info;
     let (address, port) = match &target.server {
         Some((host, port)) => (Some(host.as_str()), Some(i64::from(*port))),
         None => (None, None),
     };
     tracing::info_span!(
         "db.query",
-        otel.name = name,
+        otel.name = described.name.as_deref().unwrap_or(DB::SYSTEM),
         otel.kind = "client",
         otel.status_code = field::Empty,
         db.system.name = DB::SYSTEM,
-        db.query.text = info.text,
-        db.operation.name = info.operation,
-        db.collection.name = info.collection,
+        db.query.text = info.text.as_str(),
+        db.operation.name = info.operation.as_deref(),
+        db.collection.name = info.collection.as_deref(),
         server.address = address,
         server.port = port,
         error.type = field::Empty,
     )
+}
+
+/// What a query's span says about it.
+#[derive(Debug)]
+struct Described {
+    info: sql::QueryInfo,
+    /// `OPERATION table`, or the operation; `None`: the database's name.
+    name: Option<String>,
+}
+
+/// Statements described so far, by `DOUBLE_QUOTES_ARE_STRINGS` then text.
+#[derive(Debug, Default)]
+struct DescribedCache {
+    by_quotes: [HashMap<Box<str>, Arc<Described>>; 2],
+    len: usize,
+}
+
+/// Distinct statements remembered at most; when full, the cache starts over
+/// (an app has a few hundred statements; one that builds them from values
+/// would only churn it).
+const DESCRIBED_CAPACITY: usize = 1_024;
+
+static DESCRIBED: LazyLock<Mutex<DescribedCache>> = LazyLock::new(Mutex::default);
+
+/// Describes a statement once: an app runs the same parameterised
+/// statements over and over, and the pass over the text was the SDK's
+/// largest single cost per query.
+fn described(text: &str, parameterised: bool, double_quotes_are_strings: bool) -> Arc<Described> {
+    let describe = || {
+        let info = sql::describe(text, parameterised, double_quotes_are_strings);
+        let name = match (&info.operation, &info.collection) {
+            (Some(operation), Some(table)) => Some(format!("{operation} {table}")),
+            (Some(operation), None) => Some(operation.clone()),
+            _ => None,
+        };
+        Arc::new(Described { info, name })
+    };
+    // Text with values inline is mostly unique: remembering it would only
+    // push out the statements that repeat.
+    if !parameterised {
+        return describe();
+    }
+    let quotes = usize::from(double_quotes_are_strings);
+    let mut cache = DESCRIBED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(hit) = cache.by_quotes[quotes].get(text) {
+        return Arc::clone(hit);
+    }
+    let fresh = describe();
+    if cache.len >= DESCRIBED_CAPACITY {
+        *cache = DescribedCache::default();
+    }
+    cache.len += 1;
+    cache.by_quotes[quotes].insert(text.into(), Arc::clone(&fresh));
+    fresh
 }
 
 impl<'q, DB: Database> Execute<'q, DB> for Recorded<DB> {

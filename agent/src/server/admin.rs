@@ -146,7 +146,11 @@ async fn index(api: Router) -> impl IntoResponse {
 async fn metrics(State(state): State<AdminState>) -> Response {
     let registry = Arc::clone(&state.metrics);
     let Ok(chunks) = tokio::task::spawn_blocking(move || registry.encode()).await else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "encoding the metrics failed").into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding the metrics failed",
+        )
+            .into_response();
     };
     let body = Body::from_stream(futures_util::stream::iter(
         chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
