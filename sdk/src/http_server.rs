@@ -118,6 +118,12 @@ fn request_span<B>(request: &Request<B>) -> Span {
         Some(route) => format!("{method} {route}"),
         None => method.to_owned(),
     };
+    let agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    // Every field known now is set now: each later `record` is a trip
+    // through every layer.
     let span = tracing::info_span!(
         "http.server",
         otel.name = name,
@@ -128,19 +134,12 @@ fn request_span<B>(request: &Request<B>) -> Span {
         http.route = route,
         url.path = request.uri().path(),
         url.scheme = request.uri().scheme_str().unwrap_or("http"),
-        user_agent.original = field::Empty,
+        user_agent.original = agent,
         http.response.status_code = field::Empty,
         error.type = field::Empty,
     );
     if span.is_disabled() {
         return span;
-    }
-    if let Some(agent) = request
-        .headers()
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-    {
-        span.record("user_agent.original", agent);
     }
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(request.headers()))
