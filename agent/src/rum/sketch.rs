@@ -355,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_past_sixteen_bits_are_kept_and_taken_out_again() {
+    fn counts_past_a_byte_are_kept_and_taken_out_again() {
         let mut sketch = Sketch::default();
         let many = u32::from(WIDE) + 10;
         for _ in 0..many {

@@ -119,8 +119,12 @@ impl TraceAssembler {
         let limits = self.limits;
         let mut dropped = 0_u64;
         let mut evicted = Vec::new();
+        // Spans of one trace usually come together: a trace's list is grown
+        // once by the length of the run starting at each span (a list grown
+        // by doubling held a third of its slots empty for the quiet period).
+        let runs = run_lengths(&spans);
         let mut state = self.lock();
-        for (trace_id, span) in spans {
+        for ((trace_id, span), run) in spans.into_iter().zip(runs) {
             let is_root = span.parent_id.is_none();
             if !state.pending.contains_key(&trace_id) {
                 while state.pending.len() >= limits.max_traces {
@@ -136,7 +140,7 @@ impl TraceAssembler {
                     trace_id,
                     Pending {
                         seq,
-                        spans: Vec::new(),
+                        spans: Vec::with_capacity(run.min(limits.max_spans_per_trace)),
                         first_seen: now,
                         last_seen: now,
                         has_root: false,
@@ -154,6 +158,10 @@ impl TraceAssembler {
                 continue;
             }
             pending.has_root |= is_root;
+            if run > 1 {
+                let room = limits.max_spans_per_trace - pending.spans.len();
+                pending.spans.reserve_exact(run.min(room));
+            }
             pending.spans.push(span);
             state.spans += 1;
             while state.spans > limits.max_spans {
@@ -288,6 +296,20 @@ impl TraceAssembler {
             tracing::error!(%error, "trace consumers failed on a sweep");
         }
     }
+}
+
+/// For each span, how many spans from it on in a row share its trace id
+/// (0 for the ones inside a run, so each run reserves once).
+fn run_lengths(spans: &[(TraceId, AssembledSpan)]) -> Vec<usize> {
+    let mut runs = vec![0; spans.len()];
+    let mut start = 0;
+    for i in 1..=spans.len() {
+        if i == spans.len() || spans[i].0 != spans[start].0 {
+            runs[start] = i - start;
+            start = i;
+        }
+    }
+    runs
 }
 
 impl State {

@@ -234,3 +234,26 @@ async fn the_sweeper_completes_traces_and_drains_at_stop() {
     assert_eq!(traces.len(), 2);
     assert_eq!(traces[1].completion, Completion::Shutdown);
 }
+
+#[test]
+fn runs_of_one_trace_are_measured_from_their_first_span() {
+    let batch: Vec<(TraceId, AssembledSpan)> = [1, 1, 1, 2, 1, 3, 3]
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (trace_id(t), span(i as u64 + 1, None, "svc")))
+        .collect();
+    assert_eq!(run_lengths(&batch), [3, 0, 0, 1, 1, 2, 0]);
+    assert!(run_lengths(&[]).is_empty());
+}
+
+#[test]
+fn a_trace_arriving_together_is_held_without_spare_room() {
+    let assembler = TraceAssembler::new(&config(), Vec::new(), TraceMetrics::default());
+    let spans = (1..=5)
+        .map(|i| (trace_id(7), span(i, (i > 1).then_some(1), "svc")))
+        .collect();
+    assembler.add_spans(spans, Instant::now());
+    let state = assembler.lock();
+    let pending = &state.pending[&trace_id(7)];
+    assert_eq!((pending.spans.len(), pending.spans.capacity()), (5, 5));
+}

@@ -156,28 +156,50 @@ impl AssembledSpan {
             ))
             .filter(|id| *id != 0),
         };
-        let mut attributes = Vec::new();
-        let mut truncated_attribute = false;
+        // The kept attributes are found first, so the list is allocated once
+        // at its size: a span in flight is held for the quiet period, and a
+        // list grown by doubling carried a third of its slots empty.
+        let mut found = [None; KEPT_ATTRIBUTES.len()];
+        let mut kept = 0;
         for kv in &span.attributes {
             let Some((_, stored)) = KEPT_ATTRIBUTES.iter().find(|(name, _)| *name == kv.key) else {
                 continue;
             };
-            // The stable name wins when an SDK sends both.
-            if attributes.iter().any(|(k, _)| k == stored) {
+            // The stable name wins when an SDK sends both; values of other
+            // types (arrays, maps, bytes) are not kept.
+            let scalar = matches!(
+                kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                Some(
+                    any_value::Value::StringValue(_)
+                        | any_value::Value::IntValue(_)
+                        | any_value::Value::DoubleValue(_)
+                        | any_value::Value::BoolValue(_)
+                )
+            );
+            if !scalar || found[..kept].iter().flatten().any(|(k, _)| k == stored) {
                 continue;
             }
+            // Each stored name once: fewer than the slots.
+            if let Some(slot) = found.get_mut(kept) {
+                *slot = Some((*stored, kv));
+                kept += 1;
+            }
+        }
+        let mut attributes = Vec::with_capacity(kept);
+        let mut truncated_attribute = false;
+        for (stored, kv) in found.into_iter().flatten() {
             let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(any_value::Value::StringValue(s)) => {
-                    let (kept, cut) = cut_to(s, MAX_ATTRIBUTE_BYTES);
+                    let (text, cut) = cut_to(s, MAX_ATTRIBUTE_BYTES);
                     truncated_attribute |= cut;
-                    AttributeValue::Str(kept.into())
+                    AttributeValue::Str(text.into())
                 }
                 Some(any_value::Value::IntValue(i)) => AttributeValue::Int(*i),
                 Some(any_value::Value::DoubleValue(d)) => AttributeValue::Float(*d),
                 Some(any_value::Value::BoolValue(b)) => AttributeValue::Bool(*b),
                 _ => continue,
             };
-            attributes.push((*stored, value));
+            attributes.push((stored, value));
         }
         let status = match span.status.as_ref().map(|s| s.code) {
             Some(code) if code == StatusCode::Error as i32 => Status::Error,
@@ -357,6 +379,43 @@ fn serialize_attributes<S: serde::Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kv(key: &str, value: any_value::Value) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+        opentelemetry_proto::tonic::common::v1::KeyValue {
+            key: key.to_owned(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kept_attributes_are_scalars_under_stable_names_in_a_list_of_their_size() {
+        let text = |s: &str| any_value::Value::StringValue(s.to_owned());
+        let otlp = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            attributes: vec![
+                kv("db.system", text("postgresql")),
+                kv("db.query.text", any_value::Value::BytesValue(vec![1, 2])),
+                kv("db.statement", text("SELECT 1")),
+                kv("db.query.text", text("SELECT 2")),
+                kv("thread.id", any_value::Value::IntValue(7)),
+                kv("server.port", any_value::Value::IntValue(5432)),
+            ],
+            ..Span::default()
+        };
+        let (_, span) = AssembledSpan::from_otlp(&Arc::from("svc"), &otlp).unwrap();
+        assert_eq!(
+            span.attributes,
+            [
+                ("db.system.name", AttributeValue::Str("postgresql".into())),
+                ("db.query.text", AttributeValue::Str("SELECT 1".into())),
+                ("server.port", AttributeValue::Int(5432)),
+            ],
+            "bytes are skipped, the first text under a name is kept, others are not kept"
+        );
+        assert_eq!(span.attributes.capacity(), 3);
+    }
 
     #[test]
     fn ids_are_lowercase_hex_of_their_bytes_and_parse_back() {
