@@ -88,6 +88,12 @@ impl Quieter {
 }
 
 /// `inner` in every respect but one: no span is ever current.
+///
+/// It cannot pass on `downcast_raw` (an `unsafe fn`, which this workspace
+/// forbids writing), so a span created under it cannot be reached through
+/// tracing-opentelemetry's `OpenTelemetrySpanExt` (`set_parent`, `context`):
+/// none is, sqlx creates no spans of its own, and the query's own span is
+/// created before its code runs here.
 struct Quiet {
     inner: Dispatch,
     max_level: Option<LevelFilter>,

@@ -171,14 +171,8 @@ where
         Q: 'q + Execute<'q, DB>,
     {
         let (query, span) = Recorded::<DB>::new(query, &self.target);
-        let failure_span = span.clone();
         let quiet = Quieter::for_current();
         let steps = quiet.building(|| self.inner.fetch_many(query));
-        let steps = steps.inspect(move |step| {
-            if let Err(error) = step {
-                record_error(&failure_span, error);
-            }
-        });
         InFlight::new(steps, span, quiet).boxed()
     }
 
@@ -191,15 +185,8 @@ where
         Q: 'q + Execute<'q, DB>,
     {
         let (query, span) = Recorded::<DB>::new(query, &self.target);
-        let failure_span = span.clone();
         let quiet = Quieter::for_current();
-        let answer = quiet
-            .building(|| self.inner.fetch_optional(query))
-            .inspect(move |result| {
-                if let Err(error) = result {
-                    record_error(&failure_span, error);
-                }
-            });
+        let answer = quiet.building(|| self.inner.fetch_optional(query));
         InFlight::new(answer, span, quiet).boxed()
     }
 
@@ -224,7 +211,7 @@ where
 
 /// A query's stream or future, holding its span open until the last row or
 /// the answer (or until dropped, when the caller stops early), so the span
-/// covers the whole query. Polled with no span current (see [`Quieter`]) and
+/// covers the whole query, and marking it failed on an error. Polled with no span current (see [`Quieter`]) and
 /// without entering its own span: nothing inside sqlx starts spans worth
 /// having, and each entry is a trip through every layer.
 struct InFlight<I> {
@@ -243,7 +230,19 @@ impl<I: Unpin> InFlight<I> {
     }
 }
 
-impl<I: futures_util::Stream + Unpin> futures_util::Stream for InFlight<I> {
+impl<I> InFlight<I> {
+    /// Marks the span failed when `step` is an error.
+    fn note<T>(&self, step: &Result<T, sqlx::Error>) {
+        if let (Err(error), Some(span)) = (step, &self.span) {
+            record_error(span, error);
+        }
+    }
+}
+
+impl<T, I> futures_util::Stream for InFlight<I>
+where
+    I: futures_util::Stream<Item = Result<T, sqlx::Error>> + Unpin,
+{
     type Item = I::Item;
 
     fn poll_next(
@@ -252,15 +251,21 @@ impl<I: futures_util::Stream + Unpin> futures_util::Stream for InFlight<I> {
     ) -> std::task::Poll<Option<I::Item>> {
         let this = &mut *self;
         let next = this.quiet.polling(|| this.inner.poll_next_unpin(cx));
-        if let std::task::Poll::Ready(None) = next {
-            // Closing the span here ends it at the last row.
-            this.span = None;
+        match &next {
+            std::task::Poll::Ready(Some(step)) => this.note(step),
+            // The only handle on the span: dropping it ends the span at the
+            // last row.
+            std::task::Poll::Ready(None) => this.span = None,
+            std::task::Poll::Pending => {}
         }
         next
     }
 }
 
-impl<I: Future + Unpin> Future for InFlight<I> {
+impl<T, I> Future for InFlight<I>
+where
+    I: Future<Output = Result<T, sqlx::Error>> + Unpin,
+{
     type Output = I::Output;
 
     fn poll(
@@ -269,7 +274,8 @@ impl<I: Future + Unpin> Future for InFlight<I> {
     ) -> std::task::Poll<I::Output> {
         let this = &mut *self;
         let answer = this.quiet.polling(|| this.inner.poll_unpin(cx));
-        if answer.is_ready() {
+        if let std::task::Poll::Ready(result) = &answer {
+            this.note(result);
             this.span = None;
         }
         answer
@@ -356,12 +362,17 @@ struct Described {
 struct DescribedCache {
     by_quotes: [HashMap<Box<str>, Arc<Described>>; 2],
     len: usize,
+    /// Text held, keys and descriptions.
+    bytes: usize,
 }
 
-/// Distinct statements remembered at most; when full, the cache starts over
-/// (an app has a few hundred statements; one that builds them from values
-/// would only churn it).
+/// Distinct statements remembered at most, and the text they may hold; when
+/// either is reached the cache starts over (an app has a few hundred
+/// statements; one that builds them from values would only churn it).
 const DESCRIBED_CAPACITY: usize = 1_024;
+const DESCRIBED_BYTES: usize = 1024 * 1024;
+/// Longer statements (a bulk `INSERT` built row by row) are described each time.
+const DESCRIBED_MAX_TEXT: usize = 4 * 1024;
 
 static DESCRIBED: LazyLock<Mutex<DescribedCache>> = LazyLock::new(Mutex::default);
 
@@ -380,7 +391,7 @@ fn described(text: &str, parameterised: bool, double_quotes_are_strings: bool) -
     };
     // Text with values inline is mostly unique: remembering it would only
     // push out the statements that repeat.
-    if !parameterised {
+    if !parameterised || text.len() > DESCRIBED_MAX_TEXT {
         return describe();
     }
     let quotes = usize::from(double_quotes_are_strings);
@@ -389,10 +400,12 @@ fn described(text: &str, parameterised: bool, double_quotes_are_strings: bool) -
         return Arc::clone(hit);
     }
     let fresh = describe();
-    if cache.len >= DESCRIBED_CAPACITY {
+    let bytes = text.len() + fresh.info.text.len();
+    if cache.len >= DESCRIBED_CAPACITY || cache.bytes + bytes > DESCRIBED_BYTES {
         *cache = DescribedCache::default();
     }
     cache.len += 1;
+    cache.bytes += bytes;
     cache.by_quotes[quotes].insert(text.into(), Arc::clone(&fresh));
     fresh
 }

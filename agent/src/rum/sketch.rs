@@ -30,6 +30,10 @@ fn key_of(value: f64) -> i16 {
     key
 }
 
+/// Every key `key_of` can give for a validated value (about -460..=690),
+/// with room to spare.
+const KEYS: std::ops::RangeInclusive<i16> = -1_000..=1_000;
+
 /// The value a bin stands for: within ALPHA of every value in it.
 fn value_of(key: i16) -> f64 {
     let g = gamma();
@@ -262,7 +266,12 @@ impl Sketch {
             let (count, tail) = tail.split_first_chunk::<4>()?;
             let key = i16::from_le_bytes(*key);
             let count = u32::from_le_bytes(*count);
-            if bins.last().is_some_and(|&(last, _)| last >= key) || count == 0 {
+            // Keys outside what `key_of` gives would widen every sketch
+            // this one is merged into.
+            if bins.last().is_some_and(|&(last, _)| last >= key)
+                || count == 0
+                || !KEYS.contains(&key)
+            {
                 return None;
             }
             bins.push((key, count));
@@ -390,5 +399,11 @@ mod tests {
         assert_eq!(merged, sketch);
         assert_eq!(Sketch::from_bytes(&[1, 2, 3]), None);
         assert_eq!(Sketch::from_bytes(&[0, 0, 0, 0, 1, 0, 0]), None);
+        let far_key = [0, 0, 0, 0, 0xff, 0x7f, 1, 0, 0, 0];
+        assert_eq!(
+            Sketch::from_bytes(&far_key),
+            None,
+            "key 32767: no value has it"
+        );
     }
 }

@@ -160,7 +160,13 @@ impl TraceAssembler {
             pending.has_root |= is_root;
             if run > 1 {
                 let room = limits.max_spans_per_trace - pending.spans.len();
-                pending.spans.reserve_exact(run.min(room));
+                // Exactly for a trace's first run; a trace that keeps coming
+                // a few spans a batch grows by doubling, not a copy a batch.
+                if pending.spans.is_empty() {
+                    pending.spans.reserve_exact(run.min(room));
+                } else {
+                    pending.spans.reserve(run.min(room));
+                }
             }
             pending.spans.push(span);
             state.spans += 1;

@@ -165,8 +165,9 @@ impl AssembledSpan {
             let Some((_, stored)) = KEPT_ATTRIBUTES.iter().find(|(name, _)| *name == kv.key) else {
                 continue;
             };
-            // The stable name wins when an SDK sends both; values of other
-            // types (arrays, maps, bytes) are not kept.
+            // One value a stored name: the first that arrives under any of
+            // its names. Values of other types (arrays, maps, bytes) are not
+            // kept.
             let scalar = matches!(
                 kv.value.as_ref().and_then(|v| v.value.as_ref()),
                 Some(
