@@ -103,7 +103,13 @@ struct State {
     tracked: TrackedIds,
     next_uid: u64,
     pages: usize,
+    /// The latest flush round (see [`WebVitalsAggregator::begin_flush`]).
+    flush_round: u16,
 }
+
+/// One flush of the changed buckets to the database.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushRound(u16);
 
 /// What a beacon did to the aggregates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -189,6 +195,7 @@ impl WebVitalsAggregator {
                 tracked: TrackedIds::new(limits.max_tracked_ids),
                 next_uid: 0,
                 pages: 0,
+                flush_round: 0,
             }),
             limits,
             normalizer,
@@ -552,21 +559,38 @@ impl WebVitalsAggregator {
         })
     }
 
-    /// At most `limit` buckets changed since they were last taken, for the
-    /// database; their dirty marks are cleared. Taken a chunk at a time so a
-    /// flush of every page holds a chunk of copies, not all of them at once.
-    pub fn take_dirty(&self, limit: usize) -> Vec<Rollup> {
+    /// Starts a flush: [`take_dirty`](Self::take_dirty) with the round
+    /// returned takes each bucket at most once, so a flush ends even while
+    /// beacons keep changing buckets it has written already (those wait for
+    /// the next round).
+    pub fn begin_flush(&self) -> FlushRound {
+        let mut state = self.lock();
+        // Never 0, the mark of a bucket no round took yet. Rounds wrap after
+        // 65,535 flushes (18 hours at the shortest `rum.persist_every`, far
+        // past a bucket's hour): a bucket marked by the round of that number
+        // then would wait one round more.
+        state.flush_round = state.flush_round.checked_add(1).unwrap_or(1);
+        FlushRound(state.flush_round)
+    }
+
+    /// At most `limit` buckets changed since they were last taken and not
+    /// taken yet in `round`, for the database; their dirty marks are
+    /// cleared. Taken a chunk at a time so a flush of every page holds a
+    /// chunk of copies, not all of them at once.
+    pub fn take_dirty(&self, round: FlushRound, limit: usize) -> Vec<Rollup> {
         let mut state = self.lock();
         let mut out = Vec::new();
         'apps: for (app_name, app) in &mut state.apps {
             for (page_name, page) in &mut app.pages {
                 for (index, series) in page.series.iter_mut().enumerate() {
                     let Some(series) = series else { continue };
-                    for bucket in series.buckets.iter_mut().filter(|b| b.dirty) {
+                    let due = |b: &&mut Bucket| b.dirty && b.taken_in != round.0;
+                    for bucket in series.buckets.iter_mut().filter(due) {
                         if out.len() == limit {
                             break 'apps;
                         }
                         bucket.dirty = false;
+                        bucket.taken_in = round.0;
                         out.push(Rollup {
                             app: app_name.clone(),
                             page: page_name.clone(),
@@ -610,6 +634,7 @@ impl WebVitalsAggregator {
                     sketch,
                     ratings: rollup.ratings,
                     dirty: false,
+                    taken_in: 0,
                 });
             used += 1;
         }

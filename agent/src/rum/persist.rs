@@ -39,8 +39,9 @@ impl RollupStore {
     /// transaction per [`CHUNK`] of them; returns how many.
     pub async fn flush(&self, aggregator: &WebVitalsAggregator) -> Result<usize, sqlx::Error> {
         let mut written = 0;
+        let round = aggregator.begin_flush();
         loop {
-            let rollups = aggregator.take_dirty(CHUNK);
+            let rollups = aggregator.take_dirty(round, CHUNK);
             if rollups.is_empty() {
                 break;
             }

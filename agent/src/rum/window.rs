@@ -58,6 +58,8 @@ pub(crate) struct Bucket {
     pub(crate) ratings: [u32; 3],
     /// Changed since last written to the database.
     pub(crate) dirty: bool,
+    /// The flush round that last took it (see `WebVitalsAggregator::take_dirty`).
+    pub(crate) taken_in: u16,
 }
 
 fn rating_index(rating: Rating) -> usize {

@@ -209,13 +209,14 @@ fn rollups_round_trip_and_idle_pages_are_evicted() {
         ]),
         T0,
     );
-    let mut rollups = agg.take_dirty(1);
+    let round = agg.begin_flush();
+    let mut rollups = agg.take_dirty(round, 1);
     assert_eq!(rollups.len(), 1, "a chunk at most");
-    rollups.extend(agg.take_dirty(usize::MAX));
+    rollups.extend(agg.take_dirty(round, usize::MAX));
     assert_eq!(rollups.len(), 2, "the rest in the next chunk");
     assert_ne!(rollups[0].metric, rollups[1].metric);
     assert!(
-        agg.take_dirty(usize::MAX).is_empty(),
+        agg.take_dirty(agg.begin_flush(), usize::MAX).is_empty(),
         "dirty marks are cleared"
     );
     let (fresh, _r) = aggregator(10);
@@ -244,7 +245,7 @@ fn a_rollup_whose_count_disagrees_with_its_sketch_is_left_out() {
         &load(&[(MetricKind::Lcp, 1800.0, None)]),
         T0,
     );
-    let mut rollups = agg.take_dirty(usize::MAX);
+    let mut rollups = agg.take_dirty(agg.begin_flush(), usize::MAX);
     assert_eq!(rollups.len(), 1);
     assert_eq!(rollups[0].count, 1);
     let mut damaged = rollups.clone();
@@ -257,4 +258,30 @@ fn a_rollup_whose_count_disagrees_with_its_sketch_is_left_out() {
             .is_none()
     );
     assert_eq!(fresh.restore(std::mem::take(&mut rollups), T0), 1);
+}
+
+#[test]
+fn a_flush_takes_each_bucket_once_while_beacons_keep_coming() {
+    let (agg, _registry) = aggregator(10);
+    let lcp = |value| load(&[(MetricKind::Lcp, value, None)]);
+    agg.record("shop", "/a", Device::Desktop, &lcp(1800.0), T0);
+    agg.record("shop", "/b", Device::Desktop, &lcp(1900.0), T0);
+    let round = agg.begin_flush();
+    let first = agg.take_dirty(round, 1);
+    assert_eq!(first.len(), 1);
+    // The bucket just written changes again before the flush ends.
+    agg.record("shop", &first[0].page, Device::Desktop, &lcp(2000.0), T0);
+    let rest = agg.take_dirty(round, usize::MAX);
+    assert_eq!(rest.len(), 1, "the other page, not the one taken already");
+    assert_ne!(rest[0].page, first[0].page);
+    assert!(
+        agg.take_dirty(round, usize::MAX).is_empty(),
+        "the round ends"
+    );
+    let next = agg.take_dirty(agg.begin_flush(), usize::MAX);
+    assert_eq!(next.len(), 1, "the changed bucket waits for the next round");
+    assert_eq!(
+        (next[0].page.as_str(), next[0].count),
+        (first[0].page.as_str(), 2)
+    );
 }
