@@ -322,18 +322,19 @@ impl FindingsStore {
         for detection in detections {
             let id = finding_id(detection);
             let room = held.findings.len() < self.max_findings;
-            // Most detections repeat a known finding: look it up by reference.
-            let finding = if held.findings.contains_key(&id) {
-                let finding = held.findings.get_mut(&id).expect("just looked up");
-                finding.record(detection, trace_id, now_ms);
-                finding
-            } else if room {
-                held.findings
-                    .entry(id.clone())
-                    .or_insert_with(|| Finding::new(detection, trace_id, now_ms))
-            } else {
-                self.metrics.dropped.inc();
-                continue;
+            let finding = match held.findings.entry(id.clone()) {
+                std::collections::hash_map::Entry::Occupied(entry) => {
+                    let finding = entry.into_mut();
+                    finding.record(detection, trace_id, now_ms);
+                    finding
+                }
+                std::collections::hash_map::Entry::Vacant(entry) if room => {
+                    entry.insert(Finding::new(detection, trace_id, now_ms))
+                }
+                std::collections::hash_map::Entry::Vacant(_) => {
+                    self.metrics.dropped.inc();
+                    continue;
+                }
             };
             self.metrics
                 .occurrences
