@@ -156,39 +156,23 @@ impl AssembledSpan {
             ))
             .filter(|id| *id != 0),
         };
-        // The kept attributes are found first, so the list is allocated once
-        // at its size: a span in flight is held for the quiet period, and a
-        // list grown by doubling carried a third of its slots empty.
-        let mut found = [None; KEPT_ATTRIBUTES.len()];
+        // The kept attributes are gathered on the stack first, so the list is
+        // allocated once at its size: a span in flight is held for the quiet
+        // period, and a list grown by doubling carried a third of its slots
+        // empty.
+        let mut found: [Option<(&'static str, AttributeValue)>; KEPT_ATTRIBUTES.len()] =
+            std::array::from_fn(|_| None);
         let mut kept = 0;
+        let mut truncated_attribute = false;
         for kv in &span.attributes {
             let Some((_, stored)) = KEPT_ATTRIBUTES.iter().find(|(name, _)| *name == kv.key) else {
                 continue;
             };
             // One value a stored name: the first that arrives under any of
-            // its names. Values of other types (arrays, maps, bytes) are not
-            // kept.
-            let scalar = matches!(
-                kv.value.as_ref().and_then(|v| v.value.as_ref()),
-                Some(
-                    any_value::Value::StringValue(_)
-                        | any_value::Value::IntValue(_)
-                        | any_value::Value::DoubleValue(_)
-                        | any_value::Value::BoolValue(_)
-                )
-            );
-            if !scalar || found[..kept].iter().flatten().any(|(k, _)| k == stored) {
+            // its names.
+            if found[..kept].iter().flatten().any(|(k, _)| k == stored) {
                 continue;
             }
-            // Each stored name once: fewer than the slots.
-            if let Some(slot) = found.get_mut(kept) {
-                *slot = Some((*stored, kv));
-                kept += 1;
-            }
-        }
-        let mut attributes = Vec::with_capacity(kept);
-        let mut truncated_attribute = false;
-        for (stored, kv) in found.into_iter().flatten() {
             let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(any_value::Value::StringValue(s)) => {
                     let (text, cut) = cut_to(s, MAX_ATTRIBUTE_BYTES);
@@ -198,10 +182,17 @@ impl AssembledSpan {
                 Some(any_value::Value::IntValue(i)) => AttributeValue::Int(*i),
                 Some(any_value::Value::DoubleValue(d)) => AttributeValue::Float(*d),
                 Some(any_value::Value::BoolValue(b)) => AttributeValue::Bool(*b),
+                // Arrays, maps and bytes are not kept.
                 _ => continue,
             };
-            attributes.push((stored, value));
+            // Each stored name once: fewer than the slots.
+            if let Some(slot) = found.get_mut(kept) {
+                *slot = Some((*stored, value));
+                kept += 1;
+            }
         }
+        let mut attributes = Vec::with_capacity(kept);
+        attributes.extend(found.into_iter().flatten());
         let status = match span.status.as_ref().map(|s| s.code) {
             Some(code) if code == StatusCode::Error as i32 => Status::Error,
             Some(code) if code == StatusCode::Ok as i32 => Status::Ok,
