@@ -211,16 +211,17 @@ where
 
 /// A query's stream or future, holding its span open until the last row or
 /// the answer (or until dropped, when the caller stops early), so the span
-/// covers the whole query, and marking it failed on an error. Polled with no span current (see [`Quieter`]) and
-/// without entering its own span: nothing inside sqlx starts spans worth
-/// having, and each entry is a trip through every layer.
+/// covers the whole query, and marking it failed on an error. Polled with no
+/// span current (see [`Quieter`]) and without entering its own span: nothing
+/// inside sqlx starts spans worth having, and each entry is a trip through
+/// every layer.
 struct InFlight<I> {
     inner: I,
     span: Option<Span>,
     quiet: Quieter,
 }
 
-impl<I: Unpin> InFlight<I> {
+impl<I> InFlight<I> {
     fn new(inner: I, span: Span, quiet: Quieter) -> Self {
         Self {
             inner,
@@ -228,9 +229,7 @@ impl<I: Unpin> InFlight<I> {
             quiet,
         }
     }
-}
 
-impl<I> InFlight<I> {
     /// Marks the span failed when `step` is an error.
     fn note<T>(&self, step: &Result<T, sqlx::Error>) {
         if let (Err(error), Some(span)) = (step, &self.span) {
@@ -429,5 +428,35 @@ impl<'q, DB: Database> Execute<'q, DB> for Recorded<DB> {
 
     fn persistent(&self) -> bool {
         self.persistent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameterised_statements_are_described_once() {
+        let text = "SELECT id, total FROM orders WHERE customer_id = $1";
+        let first = described(text, true, false);
+        assert!(Arc::ptr_eq(&first, &described(text, true, false)));
+        assert_eq!(first.name.as_deref(), Some("SELECT orders"));
+        assert_eq!(first.info.text, text);
+        // Same text, MySQL's reading of quotes: described apart.
+        assert!(!Arc::ptr_eq(&first, &described(text, true, true)));
+    }
+
+    #[test]
+    fn inline_values_and_long_statements_are_described_each_time() {
+        let inline = "SELECT * FROM orders WHERE id = 42";
+        let once = described(inline, false, false);
+        assert!(!Arc::ptr_eq(&once, &described(inline, false, false)));
+        assert_eq!(once.info.text, "SELECT * FROM orders WHERE id = ?");
+        let long = format!("INSERT INTO t (a) VALUES {}", "($1), ".repeat(1_000));
+        assert!(long.len() > DESCRIBED_MAX_TEXT);
+        assert!(!Arc::ptr_eq(
+            &described(&long, true, false),
+            &described(&long, true, false)
+        ));
     }
 }
