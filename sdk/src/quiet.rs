@@ -23,9 +23,10 @@ use tracing::{Dispatch, Event, Metadata, Subscriber};
 use tracing_core::span::Current;
 use tracing_subscriber::Registry;
 
-/// The subscriber `init()` installed, and its quiet twin.
+/// The subscriber `init()` installed, known by its registry's address, and
+/// its quiet twin.
 struct Installed {
-    global: Dispatch,
+    registry: usize,
     quiet: Dispatch,
 }
 
@@ -34,26 +35,30 @@ static INSTALLED: OnceLock<Installed> = OnceLock::new();
 /// Remembers the subscriber `init()` just made the global default, with its
 /// level hint (a `Dispatch` does not give it out).
 pub(crate) fn install(global: &Dispatch, max_level: Option<LevelFilter>) {
+    let Some(registry) = registry_address(global) else {
+        return;
+    };
     let quiet = Dispatch::new(Quiet {
         inner: global.clone(),
         max_level,
     });
-    let _ = INSTALLED.set(Installed {
-        global: global.clone(),
-        quiet,
-    });
+    let _ = INSTALLED.set(Installed { registry, quiet });
+}
+
+/// Where `dispatch`'s registry lives, when it is a tracing-subscriber stack:
+/// the same registry means the same stack.
+fn registry_address(dispatch: &Dispatch) -> Option<usize> {
+    dispatch
+        .downcast_ref::<Registry>()
+        .map(|registry| std::ptr::from_ref(registry).addr())
 }
 
 /// The quiet twin, when the current default is the subscriber it mirrors
-/// (not, say, a test's scoped subscriber). Both are tracing-subscriber
-/// stacks: the same registry means the same stack.
+/// (not, say, a test's scoped subscriber).
 fn quiet_twin() -> Option<&'static Dispatch> {
     let installed = INSTALLED.get()?;
-    let registry =
-        |dispatch: &Dispatch| dispatch.downcast_ref::<Registry>().map(std::ptr::from_ref);
-    let mirrored = registry(&installed.global)?;
-    let current = tracing::dispatcher::get_default(|current| registry(current));
-    (current == Some(mirrored)).then_some(&installed.quiet)
+    let current = tracing::dispatcher::get_default(registry_address);
+    (current == Some(installed.registry)).then_some(&installed.quiet)
 }
 
 /// How one query's code runs with no span current: under the quiet twin of
