@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Regenerates agent/link-order.txt, the order the linker lays out the agent's
+# functions in (see that file's header and agent/build.rs): the agent runs
+# under callgrind through a workload like production's (health checks of the
+# disk, memory, PostgreSQL and Redis; OTLP traces over gRPC and HTTP; RUM
+# beacons; scrapes and API reads), and every function that ran is listed, the
+# hottest first. Loopback only; needs valgrind, wrk and the local PostgreSQL
+# and Redis. Rebuild afterwards to link with the new order.
+#
+#   bash examples/bench/link-order.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+for tool in valgrind wrk nm; do
+    command -v "$tool" >/dev/null || { echo "link-order: $tool is missing" >&2; exit 1; }
+done
+cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --bin telltale-loadgen
+AGENT_BIN=target/release/telltale
+LOADGEN=target/release/telltale-loadgen
+ORDER=agent/link-order.txt
+
+. examples/bench/lib.sh
+
+listed=$(grep -cv '^#' "$ORDER" || true)
+present=$(comm -12 <(grep -v '^#' "$ORDER" | sort -u) <(nm --defined-only "$AGENT_BIN" | awk '{print $3}' | sort -u) | wc -l)
+echo "before: $present of $listed listed functions are in the current binary"
+
+AGENT_WRAPPER="valgrind --tool=callgrind --demangle=no --callgrind-out-file=$WORK/profile" \
+    start_agent "$AGENT_BIN" '[health]
+interval = "1s"
+
+[health.checks.disk]
+kind = "disk"
+path = "/"
+
+[health.checks.db]
+kind = "postgres"
+url = "postgres://postgres@127.0.0.1:5432/postgres"
+
+[health.checks.cache]
+kind = "redis"
+url = "redis://127.0.0.1:6379/"'
+sleep 5
+"$LOADGEN" --protocol grpc --endpoint "http://127.0.0.1:$GRPC" --duration 20s --rate 1000 --connections 2 >/dev/null
+"$LOADGEN" --protocol http --endpoint "http://127.0.0.1:$HTTP" --duration 5s --rate 500 --connections 2 >/dev/null
+"$LOADGEN" --protocol http --json --gzip --endpoint "http://127.0.0.1:$HTTP" --duration 5s --rate 200 --connections 1 --repeated-queries 5 >/dev/null
+wrk -t1 -c2 -d5s -s examples/bench/rum-beacons.lua "http://127.0.0.1:$PUBLIC/rum" >/dev/null
+for path in /health /health/db /health/live; do curl -fs "http://127.0.0.1:$PUBLIC$path" >/dev/null || true; done
+for path in /metrics /api/v1/services /api/v1/traces /api/v1/findings /; do curl -fs "$ADMIN_URL$path" >/dev/null || true; done
+sleep 3
+stop_agent
+
+python3 examples/bench/link_order.py "$WORK/profile" "$AGENT_BIN" "$ORDER" | {
+    read -r written; echo "wrote $ORDER: $written functions"
+}
