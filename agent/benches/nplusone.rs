@@ -12,7 +12,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use telltale_agent::nplusone::{DetectConfig, NormalizeCache, detect};
 use telltale_agent::traces::{
-    AssembledSpan, AssembledTrace, AttributeValue, Completion, Kind, Status,
+    AssembledSpan, AssembledTrace, AttributeValue, Completion, Kind, SpanParts, Status,
 };
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -23,21 +23,21 @@ fn span(
     kind: Kind,
     attributes: Vec<(&'static str, &str)>,
 ) -> AssembledSpan {
-    AssembledSpan {
+    let attributes: Vec<_> = attributes
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::Str(v)))
+        .collect();
+    AssembledSpan::new(SpanParts {
         service: Arc::from("shop"),
         span_id: id,
         parent_id: parent,
-        name: format!("span {id}"),
+        name: &format!("span {id}"),
         kind,
         start_unix_nanos: T0 + id * 1_000_000,
         end_unix_nanos: T0 + id * 1_000_000 + 800_000,
         status: Status::Unset,
-        attributes: attributes
-            .into_iter()
-            .map(|(k, v)| (k, AttributeValue::Str(v.into())))
-            .collect(),
-        truncated_attribute: false,
-    }
+        attributes: &attributes,
+    })
 }
 
 fn query(id: u64, parent: u64, text: &str) -> AssembledSpan {

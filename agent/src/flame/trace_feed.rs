@@ -40,8 +40,8 @@ fn fold_span(span: &AssembledSpan) -> FoldSpan {
     FoldSpan {
         service: Arc::clone(&span.service),
         span_id: span.span_id,
-        parent_id: span.parent_id,
-        name: span.name.clone(),
+        parent_id: span.parent_id(),
+        name: span.name().to_owned(),
         start_unix_nanos: span.start_unix_nanos,
         end_unix_nanos: span.end_unix_nanos,
         http_route: span.str_attribute("http.route").map(str::to_owned),

@@ -246,7 +246,7 @@ pub fn detect(
     // Children by parent: only CLIENT spans with a parent can repeat under one.
     let mut by_parent: HashMap<u64, Vec<&AssembledSpan>> = HashMap::new();
     for span in trace.spans.iter().filter(|s| is_call(s)) {
-        if let Some(parent) = span.parent_id {
+        if let Some(parent) = span.parent_id() {
             by_parent.entry(parent).or_default().push(span);
         }
     }
@@ -316,7 +316,7 @@ pub fn detect(
                 per_call_nanos: total_nanos / count,
                 saved_nanos: covered_nanos(&spans).saturating_sub(longest),
                 parent_span_id: parent,
-                parent_name: parent_span.map(|p| p.name.clone()).unwrap_or_default(),
+                parent_name: parent_span.map(|p| p.name().to_owned()).unwrap_or_default(),
                 span_ids: spans.iter().map(|s| s.span_id).collect(),
             });
         }
@@ -392,15 +392,15 @@ fn route_of(
         if matches!(span.kind, Kind::Server | Kind::Consumer) {
             return span
                 .str_attribute("http.route")
-                .unwrap_or(&span.name)
+                .unwrap_or_else(|| span.name())
                 .to_owned();
         }
-        current = span.parent_id.and_then(|id| index.get(&id).copied());
+        current = span.parent_id().and_then(|id| index.get(&id).copied());
     }
     match trace.root() {
         Some(root) => root
             .str_attribute("http.route")
-            .unwrap_or(&root.name)
+            .unwrap_or_else(|| root.name())
             .to_owned(),
         None => "unknown".to_owned(),
     }

@@ -125,7 +125,7 @@ impl TraceAssembler {
         let runs = run_lengths(&spans);
         let mut state = self.lock();
         for ((trace_id, span), run) in spans.into_iter().zip(runs) {
-            let is_root = span.parent_id.is_none();
+            let is_root = span.parent_id().is_none();
             if !state.pending.contains_key(&trace_id) {
                 while state.pending.len() >= limits.max_traces {
                     match state.evict_oldest(Completion::EvictedTraces) {

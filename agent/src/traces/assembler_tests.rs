@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::traces::{Kind, Status};
+use crate::traces::{Kind, SpanParts, Status};
 
 fn config() -> TracesConfig {
     TracesConfig {
@@ -12,11 +12,11 @@ fn config() -> TracesConfig {
 }
 
 fn span(id: u64, parent: Option<u64>, service: &str) -> AssembledSpan {
-    AssembledSpan {
+    AssembledSpan::new(SpanParts {
         service: Arc::from(service),
         span_id: id,
         parent_id: parent,
-        name: format!("span {id}"),
+        name: &format!("span {id}"),
         kind: if parent.is_none() {
             Kind::Server
         } else {
@@ -25,9 +25,8 @@ fn span(id: u64, parent: Option<u64>, service: &str) -> AssembledSpan {
         start_unix_nanos: 1_000 + id,
         end_unix_nanos: 2_000 + id,
         status: Status::Unset,
-        attributes: Vec::new(),
-        truncated_attribute: false,
-    }
+        attributes: &[],
+    })
 }
 
 fn trace_id(n: u8) -> TraceId {

@@ -6,6 +6,7 @@
 mod api;
 mod assembler;
 mod metrics;
+mod packed;
 mod ring;
 mod span;
 
@@ -16,8 +17,8 @@ pub use assembler::TraceAssembler;
 pub use metrics::TraceMetrics;
 pub use ring::{HeldTrace, Mark, TraceList, TraceRing, TraceSummary};
 pub use span::{
-    AssembledSpan, AssembledTrace, AttributeValue, Completion, Kind, MAX_ATTRIBUTE_BYTES, Status,
-    TraceId, parse_trace_id, span_id_hex, trace_id_hex,
+    AssembledSpan, AssembledTrace, AttributeValue, Completion, Kind, MAX_ATTRIBUTE_BYTES,
+    SpanParts, Status, TraceId, parse_trace_id, span_id_hex, trace_id_hex,
 };
 
 /// Reads every completed trace. Runs on a blocking-pool thread, one trace

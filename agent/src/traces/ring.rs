@@ -72,7 +72,7 @@ impl TraceSummary {
             .map(|s| {
                 s.str_attribute("http.route")
                     .filter(|_| matches!(s.kind, Kind::Server))
-                    .unwrap_or(&s.name)
+                    .unwrap_or_else(|| s.name())
                     .to_owned()
             })
             .unwrap_or_default();

@@ -1,9 +1,11 @@
 //! The assembled form of spans and traces: what consumers (N+1 detection, the
 //! recent-trace ring, flame graphs) read. Only the attributes the agent uses
-//! are kept, under their stable semantic-convention names, so a trace in
-//! flight costs a few small allocations per span rather than a copy of every
-//! attribute the SDK sent.
+//! are kept, under their stable semantic-convention names, packed with the
+//! span's name into one allocation (see [`super::packed`]): a trace in flight
+//! costs about 250 bytes a span rather than a copy of every attribute the SDK
+//! sent.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::any_value;
@@ -12,54 +14,66 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind as ProtoKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde::Serialize;
 
+pub use super::packed::AttributeValue;
+use super::packed::{Packed, STORED_NAMES, stored_index};
+
 /// A trace id: 16 bytes, shown as 32 lowercase hex digits.
 pub type TraceId = [u8; 16];
 
 /// Attributes kept, as `(accepted name, stored name)`: the stored name is the
 /// stable semantic-convention name, so consumers read one name whatever the SDK's
 /// vintage (`db.statement` arrives as `db.query.text`).
-const KEPT_ATTRIBUTES: &[(&str, &str)] = &[
-    ("http.route", "http.route"),
-    ("http.request.method", "http.request.method"),
-    ("http.method", "http.request.method"),
-    ("http.response.status_code", "http.response.status_code"),
-    ("http.status_code", "http.response.status_code"),
-    ("url.full", "url.full"),
-    ("http.url", "url.full"),
-    ("url.path", "url.path"),
-    ("server.address", "server.address"),
-    ("server.port", "server.port"),
-    ("db.system.name", "db.system.name"),
-    ("db.system", "db.system.name"),
-    ("db.query.text", "db.query.text"),
-    ("db.statement", "db.query.text"),
-    ("db.operation.name", "db.operation.name"),
-    ("db.operation", "db.operation.name"),
-    ("db.collection.name", "db.collection.name"),
-    ("db.sql.table", "db.collection.name"),
-    ("db.namespace", "db.namespace"),
-    ("db.name", "db.namespace"),
-    ("error.type", "error.type"),
+const KEPT_ATTRIBUTES: &[(&str, u8)] = &[
+    ("http.route", stored("http.route")),
+    ("http.request.method", stored("http.request.method")),
+    ("http.method", stored("http.request.method")),
+    (
+        "http.response.status_code",
+        stored("http.response.status_code"),
+    ),
+    ("http.status_code", stored("http.response.status_code")),
+    ("url.full", stored("url.full")),
+    ("http.url", stored("url.full")),
+    ("url.path", stored("url.path")),
+    ("server.address", stored("server.address")),
+    ("server.port", stored("server.port")),
+    ("db.system.name", stored("db.system.name")),
+    ("db.system", stored("db.system.name")),
+    ("db.query.text", stored("db.query.text")),
+    ("db.statement", stored("db.query.text")),
+    ("db.operation.name", stored("db.operation.name")),
+    ("db.operation", stored("db.operation.name")),
+    ("db.collection.name", stored("db.collection.name")),
+    ("db.sql.table", stored("db.collection.name")),
+    ("db.namespace", stored("db.namespace")),
+    ("db.name", stored("db.namespace")),
+    ("error.type", stored("error.type")),
 ];
+
+/// The index of a stored name, checked when the agent is compiled.
+const fn stored(name: &str) -> u8 {
+    let mut i = 0;
+    while i < STORED_NAMES.len() {
+        let (a, b) = (STORED_NAMES[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                #[allow(clippy::cast_possible_truncation)] // 13 names
+                return i as u8;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a stored attribute name")
+}
 
 /// Longest attribute value kept, in bytes. Longer values (a 1 MB statement)
 /// are cut at a character boundary and the span marked, so consumers know the
 /// text is incomplete (N+1 detection skips truncated statements).
 pub const MAX_ATTRIBUTE_BYTES: usize = 8 * 1024;
-
-/// An attribute value as kept.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum AttributeValue {
-    /// A string.
-    Str(Box<str>),
-    /// An integer.
-    Int(i64),
-    /// A floating-point number.
-    Float(f64),
-    /// A boolean.
-    Bool(bool),
-}
 
 /// The span kind (OTLP's, without the `SPAN_KIND_` prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -92,19 +106,14 @@ pub enum Status {
 }
 
 /// One span of an assembled trace.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AssembledSpan {
     /// `service.name` of the span's resource.
     pub service: Arc<str>,
     /// The span id (8 bytes, big-endian).
-    #[serde(serialize_with = "serialize_span_id")]
     pub span_id: u64,
-    /// The parent's span id; `None` for a root.
-    #[serde(serialize_with = "serialize_parent_id")]
-    pub parent_id: Option<u64>,
-    /// The span name.
-    pub name: String,
+    /// The parent's span id; `None` for a root (an all-zero id is none).
+    parent_id: Option<NonZeroU64>,
     /// The span kind.
     pub kind: Kind,
     /// Start, Unix nanoseconds.
@@ -113,28 +122,86 @@ pub struct AssembledSpan {
     pub end_unix_nanos: u64,
     /// The status.
     pub status: Status,
-    /// The kept attributes, by stable name, in arrival order.
-    #[serde(serialize_with = "serialize_attributes")]
-    pub attributes: Vec<(&'static str, AttributeValue)>,
     /// Some attribute value was longer than [`MAX_ATTRIBUTE_BYTES`] and was cut.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated_attribute: bool,
+    /// The name and the kept attributes.
+    packed: Packed,
+}
+
+/// What a span is made of, for [`AssembledSpan::new`].
+#[derive(Debug, Clone)]
+pub struct SpanParts<'a> {
+    /// `service.name` of the span's resource.
+    pub service: Arc<str>,
+    /// The span id.
+    pub span_id: u64,
+    /// The parent's span id; `None` (or 0) for a root.
+    pub parent_id: Option<u64>,
+    /// The span name.
+    pub name: &'a str,
+    /// The span kind.
+    pub kind: Kind,
+    /// Start, Unix nanoseconds.
+    pub start_unix_nanos: u64,
+    /// End, Unix nanoseconds.
+    pub end_unix_nanos: u64,
+    /// The status.
+    pub status: Status,
+    /// Attributes by stable name; names the agent does not keep are left out.
+    pub attributes: &'a [(&'a str, AttributeValue<'a>)],
 }
 
 impl AssembledSpan {
+    /// A span from its parts (texts are not cut: [`Self::from_otlp`] cuts them).
+    pub fn new(parts: SpanParts<'_>) -> Self {
+        let mut kept: Vec<(u8, AttributeValue<'_>)> = Vec::with_capacity(parts.attributes.len());
+        kept.extend(
+            parts
+                .attributes
+                .iter()
+                .filter_map(|(name, value)| Some((stored_index(name)?, *value))),
+        );
+        Self {
+            service: parts.service,
+            span_id: parts.span_id,
+            parent_id: parts.parent_id.and_then(NonZeroU64::new),
+            kind: parts.kind,
+            start_unix_nanos: parts.start_unix_nanos,
+            end_unix_nanos: parts.end_unix_nanos.max(parts.start_unix_nanos),
+            status: parts.status,
+            truncated_attribute: false,
+            packed: Packed::new(parts.name, &kept),
+        }
+    }
+
+    /// The parent's span id; `None` for a root.
+    pub fn parent_id(&self) -> Option<u64> {
+        self.parent_id.map(NonZeroU64::get)
+    }
+
+    /// The span name.
+    pub fn name(&self) -> &str {
+        self.packed.name()
+    }
+
+    /// The kept attributes, by stable name, in arrival order.
+    pub fn attributes(&self) -> impl Iterator<Item = (&'static str, AttributeValue<'_>)> {
+        self.packed.attributes()
+    }
+
     /// A string attribute by its stable name.
     pub fn str_attribute(&self, key: &str) -> Option<&str> {
-        self.attributes.iter().find_map(|(k, v)| match v {
-            AttributeValue::Str(s) if *k == key => Some(&**s),
+        self.attributes().find_map(|(k, v)| match v {
+            AttributeValue::Str(s) if k == key => Some(s),
             _ => None,
         })
     }
 
     /// An integer attribute by its stable name (strings holding integers too).
     pub fn int_attribute(&self, key: &str) -> Option<i64> {
-        self.attributes.iter().find_map(|(k, v)| match v {
-            AttributeValue::Int(i) if *k == key => Some(*i),
-            AttributeValue::Str(s) if *k == key => s.trim().parse().ok(),
+        self.attributes().find_map(|(k, v)| match v {
+            AttributeValue::Int(i) if k == key => Some(i),
+            AttributeValue::Str(s) if k == key => s.trim().parse().ok(),
             _ => None,
         })
     }
@@ -151,17 +218,12 @@ impl AssembledSpan {
         let span_id = u64::from_be_bytes(span.span_id.as_slice().try_into().ok()?);
         let parent_id = match span.parent_span_id.len() {
             0 => None,
-            _ => Some(u64::from_be_bytes(
+            _ => NonZeroU64::new(u64::from_be_bytes(
                 span.parent_span_id.as_slice().try_into().ok()?,
-            ))
-            .filter(|id| *id != 0),
+            )),
         };
-        // The kept attributes are gathered on the stack first, so the list is
-        // allocated once at its size: a span in flight is held for the quiet
-        // period, and a list grown by doubling carried a third of its slots
-        // empty.
-        let mut found: [Option<(&'static str, AttributeValue)>; KEPT_ATTRIBUTES.len()] =
-            std::array::from_fn(|_| None);
+        // The kept values are borrowed from the request and packed once.
+        let mut found = [(0_u8, AttributeValue::Bool(false)); KEPT_ATTRIBUTES.len()];
         let mut kept = 0;
         let mut truncated_attribute = false;
         for kv in &span.attributes {
@@ -170,14 +232,14 @@ impl AssembledSpan {
             };
             // One value a stored name: the first that arrives under any of
             // its names.
-            if found[..kept].iter().flatten().any(|(k, _)| k == stored) {
+            if found[..kept].iter().any(|(k, _)| k == stored) {
                 continue;
             }
             let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(any_value::Value::StringValue(s)) => {
                     let (text, cut) = cut_to(s, MAX_ATTRIBUTE_BYTES);
                     truncated_attribute |= cut;
-                    AttributeValue::Str(text.into())
+                    AttributeValue::Str(text)
                 }
                 Some(any_value::Value::IntValue(i)) => AttributeValue::Int(*i),
                 Some(any_value::Value::DoubleValue(d)) => AttributeValue::Float(*d),
@@ -187,12 +249,10 @@ impl AssembledSpan {
             };
             // Each stored name once: fewer than the slots.
             if let Some(slot) = found.get_mut(kept) {
-                *slot = Some((*stored, value));
+                *slot = (*stored, value);
                 kept += 1;
             }
         }
-        let mut attributes = Vec::with_capacity(kept);
-        attributes.extend(found.into_iter().flatten());
         let status = match span.status.as_ref().map(|s| s.code) {
             Some(code) if code == StatusCode::Error as i32 => Status::Error,
             Some(code) if code == StatusCode::Ok as i32 => Status::Ok,
@@ -213,15 +273,58 @@ impl AssembledSpan {
                 service: Arc::clone(service),
                 span_id,
                 parent_id,
-                name: name.to_owned(),
                 kind,
                 start_unix_nanos: span.start_time_unix_nano,
                 end_unix_nanos: span.end_time_unix_nano.max(span.start_time_unix_nano),
                 status,
-                attributes,
                 truncated_attribute,
+                packed: Packed::new(name, &found[..kept]),
             },
         ))
+    }
+}
+
+/// What the trace API shows of a span.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpanView<'a> {
+    service: &'a str,
+    span_id: String,
+    parent_id: Option<String>,
+    name: &'a str,
+    kind: Kind,
+    start_unix_nanos: u64,
+    end_unix_nanos: u64,
+    status: Status,
+    attributes: AttributesView<'a>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated_attribute: bool,
+}
+
+/// The attributes as a JSON object.
+struct AttributesView<'a>(&'a AssembledSpan);
+
+impl Serialize for AttributesView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.attributes())
+    }
+}
+
+impl Serialize for AssembledSpan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SpanView {
+            service: &self.service,
+            span_id: span_id_hex(self.span_id),
+            parent_id: self.parent_id().map(span_id_hex),
+            name: self.name(),
+            kind: self.kind,
+            start_unix_nanos: self.start_unix_nanos,
+            end_unix_nanos: self.end_unix_nanos,
+            status: self.status,
+            attributes: AttributesView(self),
+            truncated_attribute: self.truncated_attribute,
+        }
+        .serialize(s)
     }
 }
 
@@ -345,29 +448,6 @@ fn serialize_trace_id<S: serde::Serializer>(id: &TraceId, s: S) -> Result<S::Ok,
     s.serialize_str(&trace_id_hex(id))
 }
 
-fn serialize_span_id<S: serde::Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&span_id_hex(*id))
-}
-
-fn serialize_parent_id<S: serde::Serializer>(id: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-    match id {
-        Some(id) => s.serialize_str(&span_id_hex(*id)),
-        None => s.serialize_none(),
-    }
-}
-
-fn serialize_attributes<S: serde::Serializer>(
-    attributes: &[(&'static str, AttributeValue)],
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(attributes.len()))?;
-    for (k, v) in attributes {
-        map.serialize_entry(k, v)?;
-    }
-    map.end()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,11 +461,13 @@ mod tests {
     }
 
     #[test]
-    fn kept_attributes_are_scalars_under_stable_names_in_a_list_of_their_size() {
+    fn kept_attributes_are_scalars_under_stable_names() {
         let text = |s: &str| any_value::Value::StringValue(s.to_owned());
         let otlp = Span {
             trace_id: vec![1; 16],
             span_id: vec![2; 8],
+            parent_span_id: vec![0; 8],
+            name: "SELECT orders".into(),
             attributes: vec![
                 kv("db.system", text("postgresql")),
                 kv("db.query.text", any_value::Value::BytesValue(vec![1, 2])),
@@ -398,15 +480,69 @@ mod tests {
         };
         let (_, span) = AssembledSpan::from_otlp(&Arc::from("svc"), &otlp).unwrap();
         assert_eq!(
-            span.attributes,
+            span.attributes().collect::<Vec<_>>(),
             [
-                ("db.system.name", AttributeValue::Str("postgresql".into())),
-                ("db.query.text", AttributeValue::Str("SELECT 1".into())),
+                ("db.system.name", AttributeValue::Str("postgresql")),
+                ("db.query.text", AttributeValue::Str("SELECT 1")),
                 ("server.port", AttributeValue::Int(5432)),
             ],
             "bytes are skipped, the first text under a name is kept, others are not kept"
         );
-        assert_eq!(span.attributes.capacity(), 3);
+        assert_eq!(span.name(), "SELECT orders");
+        assert_eq!(span.parent_id(), None, "an all-zero parent id is no parent");
+        assert_eq!(span.int_attribute("server.port"), Some(5432));
+    }
+
+    #[test]
+    fn long_values_are_cut_and_the_span_marked() {
+        let long = "x".repeat(MAX_ATTRIBUTE_BYTES + 10);
+        let otlp = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: long.clone(),
+            attributes: vec![kv("db.statement", any_value::Value::StringValue(long))],
+            ..Span::default()
+        };
+        let (_, span) = AssembledSpan::from_otlp(&Arc::from("svc"), &otlp).unwrap();
+        assert!(span.truncated_attribute);
+        assert_eq!(span.name().len(), MAX_ATTRIBUTE_BYTES);
+        assert_eq!(
+            span.str_attribute("db.query.text").map(str::len),
+            Some(MAX_ATTRIBUTE_BYTES)
+        );
+    }
+
+    #[test]
+    fn a_span_serializes_with_hex_ids_and_its_attributes_as_an_object() {
+        let span = AssembledSpan::new(SpanParts {
+            service: Arc::from("shop"),
+            span_id: 0xab,
+            parent_id: Some(1),
+            name: "GET /orders",
+            kind: Kind::Server,
+            start_unix_nanos: 10,
+            end_unix_nanos: 25,
+            status: Status::Error,
+            attributes: &[
+                ("http.route", AttributeValue::Str("/orders")),
+                ("http.response.status_code", AttributeValue::Int(500)),
+                ("not.kept", AttributeValue::Bool(true)),
+            ],
+        });
+        assert_eq!(
+            serde_json::to_value(&span).unwrap(),
+            serde_json::json!({
+                "service": "shop",
+                "spanId": "00000000000000ab",
+                "parentId": "0000000000000001",
+                "name": "GET /orders",
+                "kind": "server",
+                "startUnixNanos": 10,
+                "endUnixNanos": 25,
+                "status": "error",
+                "attributes": {"http.route": "/orders", "http.response.status_code": 500},
+            })
+        );
     }
 
     #[test]
