@@ -1,12 +1,14 @@
-"""Writes the agent's link order from a callgrind profile.
+"""Writes the agent's link order from callgrind profiles.
 
-    python3 examples/bench/link_order.py PROFILE BINARY OUT
+    python3 examples/bench/link_order.py BINARY OUT PROFILE...
 
-PROFILE is a callgrind output file recorded with `--demangle=no`; BINARY is the
-binary it profiled. OUT gets one symbol a line: every function of BINARY that
-ran, the most instructions first. `agent/build.rs` hands the file to the linker
-so the code that runs sits together and its pages are few (see the file's
-header). Prints how many symbols were written.
+Each PROFILE is a callgrind output file of BINARY recorded with
+`--demangle=no`, one per phase of the workload (start-up and idle first). OUT
+gets one symbol a line: the functions that ran in the first phase, the most
+instructions first, then those that first ran in the second phase, and so on.
+A feature's code thus sits in a block of its own, and an agent that never uses
+a feature never maps that block. `agent/build.rs` hands the file to the linker
+(see the file's header). Prints how many symbols were written.
 """
 
 import collections
@@ -16,8 +18,9 @@ import sys
 
 HEADER = """\
 # The agent's link order: the functions that ran under a profiled workload
-# (idle health checks, OTLP over gRPC and HTTP, RUM beacons, scrapes), the
-# hottest first. agent/build.rs passes it to lld as --symbol-ordering-file so
+# (start-up and idle health checks, OTLP over gRPC, over HTTP, RUM beacons,
+# scrapes, database and cache checks), phase by phase, the hottest first
+# within each. agent/build.rs passes it to lld as --symbol-ordering-file so
 # that code sits together: the kernel maps a binary's text 64 KiB at a time,
 # and this code scattered over the 17 MB text kept ~10 MiB of it resident.
 # Names that no longer exist are skipped, so a stale list costs memory, not
@@ -71,10 +74,15 @@ def code_symbols(binary):
 
 
 def main():
-    profile, binary, out = sys.argv[1:4]
+    binary, out, *profiles = sys.argv[1:]
     symbols = code_symbols(binary)
-    costs = self_costs(profile)
-    ran = [name for name, _ in costs.most_common() if name in symbols]
+    ran = []
+    listed = set()
+    for profile in profiles:
+        for name, _ in self_costs(profile).most_common():
+            if name in symbols and name not in listed:
+                ran.append(name)
+                listed.add(name)
     with open(out, "w") as order:
         order.write(HEADER)
         order.writelines(name + "\n" for name in ran)
