@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-for tool in valgrind wrk nm; do
+for tool in valgrind callgrind_control wrk nm curl python3; do
     command -v "$tool" >/dev/null || { echo "link-order: $tool is missing" >&2; exit 1; }
 done
 cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --bin telltale-loadgen
@@ -69,13 +69,15 @@ url = "mysql://root@127.0.0.1:3306/test"
 kind = "redis"
 url = "redis://127.0.0.1:6379/"'
 sleep 5
-curl -fs "http://127.0.0.1:$PUBLIC/health" >/dev/null || true
+# A failing check would profile only its error path.
+curl -fs "http://127.0.0.1:$PUBLIC/health" >/dev/null ||
+    { echo "link-order: PostgreSQL, MariaDB or Redis is not answering on loopback" >&2; exit 1; }
 stop_agent
 
 # callgrind numbers the dumps (features.1, .2, ...) in the order they were made;
 # what ran after the last one is in the file written at exit (features).
-# shellcheck disable=SC2046
-python3 examples/bench/link_order.py "$AGENT_BIN" "$ORDER" \
-    $(ls "$WORK"/features.* | sort -V) "$WORK/features" "$WORK/checks" | {
+mapfile -t dumps < <(find "$WORK" -maxdepth 1 -name 'features.*' | sort -V)
+[ "${#dumps[@]}" -eq 4 ] || { echo "link-order: expected 4 phase dumps, found ${#dumps[@]}" >&2; exit 1; }
+python3 examples/bench/link_order.py "$AGENT_BIN" "$ORDER" "${dumps[@]}" "$WORK/features" "$WORK/checks" | {
     read -r written; echo "wrote $ORDER: $written functions"
 }

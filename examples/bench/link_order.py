@@ -22,7 +22,7 @@ HEADER = """\
 # scrapes, database and cache checks), phase by phase, the hottest first
 # within each. agent/build.rs passes it to lld as --symbol-ordering-file so
 # that code sits together: the kernel maps a binary's text 64 KiB at a time,
-# and this code scattered over the 17 MB text kept ~10 MiB of it resident.
+# and this code scattered over the 15 MB text kept ~10 MiB of it resident.
 # Names that no longer exist are skipped, so a stale list costs memory, not
 # correctness. Regenerate with: bash examples/bench/link-order.sh
 """
@@ -42,7 +42,8 @@ def self_costs(profile):
             if named:
                 kind, key, name = named.groups()
                 if name:
-                    names[key] = name
+                    # A recursive call shows as name'2 (--separate-recs).
+                    names[key] = re.sub(r"'\d+$", "", name)
                 if kind == "fn":
                     current = names[key]
                 continue
@@ -50,7 +51,7 @@ def self_costs(profile):
                 # The next cost line is the callee's inclusive cost.
                 after_call = True
                 continue
-            if line[:1].isdigit() or line[:1] in "+-*":
+            if line and (line[0].isdigit() or line[0] in "+-*"):
                 if after_call:
                     after_call = False
                     continue

@@ -2,7 +2,7 @@
 //! recent-trace ring, flame graphs) read. Only the attributes the agent uses
 //! are kept, under their stable semantic-convention names, packed with the
 //! span's name into one allocation (see [`super::packed`]): a trace in flight
-//! costs about 450 bytes a span rather than a copy of every attribute the SDK
+//! costs about 420 bytes a span rather than a copy of every attribute the SDK
 //! sent.
 
 use std::num::NonZeroU64;
@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde::Serialize;
 
 pub use super::packed::AttributeValue;
-use super::packed::{Packed, STORED_NAMES, stored_index};
+use super::packed::{Packed, stored_index};
 
 /// A trace id: 16 bytes, shown as 32 lowercase hex digits.
 pub type TraceId = [u8; 16];
@@ -50,24 +50,61 @@ const KEPT_ATTRIBUTES: &[(&str, u8)] = &[
     ("error.type", stored("error.type")),
 ];
 
-/// The index of a stored name, checked when the agent is compiled.
+/// The index of a stored name; a name not in the table fails the build.
 const fn stored(name: &str) -> u8 {
-    let mut i = 0;
-    while i < STORED_NAMES.len() {
-        let (a, b) = (STORED_NAMES[i].as_bytes(), name.as_bytes());
-        if a.len() == b.len() {
-            let mut j = 0;
-            while j < a.len() && a[j] == b[j] {
-                j += 1;
-            }
-            if j == a.len() {
-                #[allow(clippy::cast_possible_truncation)] // 13 names
-                return i as u8;
-            }
-        }
-        i += 1;
+    match stored_index(name) {
+        Some(index) => index,
+        None => panic!("not a stored attribute name"),
     }
-    panic!("not a stored attribute name")
+}
+
+/// The attributes a span keeps, gathered on the stack as they are offered:
+/// accepted names under their stored name, the first value under any of a
+/// stored name's names, texts cut to [`MAX_ATTRIBUTE_BYTES`]. Packed once at
+/// the end, so nothing is allocated per attribute.
+struct Kept<'a> {
+    found: [(u8, AttributeValue<'a>); KEPT_ATTRIBUTES.len()],
+    len: usize,
+    truncated: bool,
+}
+
+impl<'a> Kept<'a> {
+    fn new() -> Self {
+        Self {
+            found: [(0, AttributeValue::Bool(false)); KEPT_ATTRIBUTES.len()],
+            len: 0,
+            truncated: false,
+        }
+    }
+
+    fn offer(&mut self, name: &str, value: AttributeValue<'a>) {
+        let Some((_, stored)) = KEPT_ATTRIBUTES
+            .iter()
+            .find(|(accepted, _)| *accepted == name)
+        else {
+            return;
+        };
+        if self.as_slice().iter().any(|(k, _)| k == stored) {
+            return;
+        }
+        let value = match value {
+            AttributeValue::Str(text) => {
+                let (text, cut) = cut_to(text, MAX_ATTRIBUTE_BYTES);
+                self.truncated |= cut;
+                AttributeValue::Str(text)
+            }
+            other => other,
+        };
+        // Each stored name once: fewer than the slots.
+        if let Some(slot) = self.found.get_mut(self.len) {
+            *slot = (*stored, value);
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[(u8, AttributeValue<'a>)] {
+        &self.found[..self.len]
+    }
 }
 
 /// Longest attribute value kept, in bytes. Longer values (a 1 MB statement)
@@ -147,20 +184,22 @@ pub struct SpanParts<'a> {
     pub end_unix_nanos: u64,
     /// The status.
     pub status: Status,
-    /// Attributes by stable name; names the agent does not keep are left out.
+    /// Attributes by name (stable or legacy); names the agent does not keep
+    /// are left out.
     pub attributes: &'a [(&'a str, AttributeValue<'a>)],
 }
 
 impl AssembledSpan {
-    /// A span from its parts (texts are not cut: [`Self::from_otlp`] cuts them).
+    /// A span from its parts, kept as [`Self::from_otlp`] keeps an OTLP span:
+    /// legacy attribute names under their stable ones, the first value of
+    /// each, texts cut at [`MAX_ATTRIBUTE_BYTES`], an end before the start
+    /// moved to the start, a parent id of 0 taken for none.
     pub fn new(parts: SpanParts<'_>) -> Self {
-        let mut kept: Vec<(u8, AttributeValue<'_>)> = Vec::with_capacity(parts.attributes.len());
-        kept.extend(
-            parts
-                .attributes
-                .iter()
-                .filter_map(|(name, value)| Some((stored_index(name)?, *value))),
-        );
+        let mut kept = Kept::new();
+        for (name, value) in parts.attributes {
+            kept.offer(name, *value);
+        }
+        let (name, _) = cut_to(parts.name, MAX_ATTRIBUTE_BYTES);
         Self {
             service: parts.service,
             span_id: parts.span_id,
@@ -169,8 +208,8 @@ impl AssembledSpan {
             start_unix_nanos: parts.start_unix_nanos,
             end_unix_nanos: parts.end_unix_nanos.max(parts.start_unix_nanos),
             status: parts.status,
-            truncated_attribute: false,
-            packed: Packed::new(parts.name, &kept),
+            truncated_attribute: kept.truncated,
+            packed: Packed::new(name, kept.as_slice()),
         }
     }
 
@@ -223,35 +262,17 @@ impl AssembledSpan {
             )),
         };
         // The kept values are borrowed from the request and packed once.
-        let mut found = [(0_u8, AttributeValue::Bool(false)); KEPT_ATTRIBUTES.len()];
-        let mut kept = 0;
-        let mut truncated_attribute = false;
+        let mut kept = Kept::new();
         for kv in &span.attributes {
-            let Some((_, stored)) = KEPT_ATTRIBUTES.iter().find(|(name, _)| *name == kv.key) else {
-                continue;
-            };
-            // One value a stored name: the first that arrives under any of
-            // its names.
-            if found[..kept].iter().any(|(k, _)| k == stored) {
-                continue;
-            }
             let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => {
-                    let (text, cut) = cut_to(s, MAX_ATTRIBUTE_BYTES);
-                    truncated_attribute |= cut;
-                    AttributeValue::Str(text)
-                }
+                Some(any_value::Value::StringValue(s)) => AttributeValue::Str(s),
                 Some(any_value::Value::IntValue(i)) => AttributeValue::Int(*i),
                 Some(any_value::Value::DoubleValue(d)) => AttributeValue::Float(*d),
                 Some(any_value::Value::BoolValue(b)) => AttributeValue::Bool(*b),
                 // Arrays, maps and bytes are not kept.
                 _ => continue,
             };
-            // Each stored name once: fewer than the slots.
-            if let Some(slot) = found.get_mut(kept) {
-                *slot = (*stored, value);
-                kept += 1;
-            }
+            kept.offer(&kv.key, value);
         }
         let status = match span.status.as_ref().map(|s| s.code) {
             Some(code) if code == StatusCode::Error as i32 => Status::Error,
@@ -277,8 +298,8 @@ impl AssembledSpan {
                 start_unix_nanos: span.start_time_unix_nano,
                 end_unix_nanos: span.end_time_unix_nano.max(span.start_time_unix_nano),
                 status,
-                truncated_attribute,
-                packed: Packed::new(name, &found[..kept]),
+                truncated_attribute: kept.truncated,
+                packed: Packed::new(name, kept.as_slice()),
             },
         ))
     }
@@ -542,6 +563,42 @@ mod tests {
                 "status": "error",
                 "attributes": {"http.route": "/orders", "http.response.status_code": 500},
             })
+        );
+    }
+
+    #[test]
+    fn spans_built_from_parts_keep_attributes_as_otlp_spans_do() {
+        let long = "y".repeat(MAX_ATTRIBUTE_BYTES + 1);
+        let span = AssembledSpan::new(SpanParts {
+            service: Arc::from("shop"),
+            span_id: 2,
+            parent_id: Some(0),
+            name: "query",
+            kind: Kind::Client,
+            start_unix_nanos: 30,
+            end_unix_nanos: 20,
+            status: Status::Unset,
+            attributes: &[
+                ("db.statement", AttributeValue::Str(&long)),
+                ("db.query.text", AttributeValue::Str("SELECT 2")),
+                ("db.system", AttributeValue::Str("postgresql")),
+            ],
+        });
+        assert_eq!(span.parent_id(), None);
+        assert_eq!(span.end_unix_nanos, 30);
+        assert!(span.truncated_attribute);
+        assert_eq!(
+            span.attributes()
+                .map(|(k, v)| match v {
+                    AttributeValue::Str(text) => (k, text.len()),
+                    _ => (k, 0),
+                })
+                .collect::<Vec<_>>(),
+            [
+                ("db.query.text", MAX_ATTRIBUTE_BYTES),
+                ("db.system.name", "postgresql".len())
+            ],
+            "legacy names under stable ones, the first value wins, texts cut"
         );
     }
 
