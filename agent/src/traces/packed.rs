@@ -144,11 +144,7 @@ impl std::fmt::Debug for Packed {
 
 /// At most `u16::MAX` bytes of `text`, cut at a character boundary.
 fn clip(text: &str) -> &str {
-    let mut end = text.len().min(usize::from(u16::MAX));
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    super::span::cut_to(text, usize::from(u16::MAX)).0
 }
 
 fn push_text(bytes: &mut Vec<u8>, text: &str) {

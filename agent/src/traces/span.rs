@@ -350,7 +350,7 @@ impl Serialize for AssembledSpan {
 }
 
 /// `text` cut to at most `max` bytes at a character boundary, and whether it was cut.
-fn cut_to(text: &str, max: usize) -> (&str, bool) {
+pub(super) fn cut_to(text: &str, max: usize) -> (&str, bool) {
     if text.len() <= max {
         return (text, false);
     }
