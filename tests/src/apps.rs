@@ -76,7 +76,9 @@ impl TinyHttpApp {
         self.state.status.store(status, Ordering::SeqCst);
     }
 
-    /// How many responses it has sent.
+    /// How many requests it has answered. A request is counted before its
+    /// response is written, so a client that has read its response always
+    /// sees it counted.
     pub fn requests_served(&self) -> u64 {
         self.state.served.load(Ordering::SeqCst)
     }
@@ -120,8 +122,10 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
         state.name.len(),
         state.name
     );
+    // Counted first: counting after the write raced the client, which could
+    // read the whole response before this task ran again.
+    state.served.fetch_add(1, Ordering::SeqCst);
     if stream.write_all(response.as_bytes()).await.is_ok() {
-        state.served.fetch_add(1, Ordering::SeqCst);
         let _ = stream.shutdown().await;
     }
 }
