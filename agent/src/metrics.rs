@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The content type of the text exposition format.
 pub const PROMETHEUS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -20,7 +21,15 @@ pub const PROMETHEUS_TEXT: &str = "application/openmetrics-text; version=1.0.0; 
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    scrapes: Arc<Semaphore>,
+    refused_scrapes: Counter,
 }
+
+/// Most scrapes served at once. A scrape holds its whole exposition (tens of
+/// megabytes with 10,000 series) until the client has read it, so scrapers
+/// arriving together, or clients that read slowly, are what bounds the
+/// memory `/metrics` takes; past this many they get 503 with `Retry-After`.
+pub const MAX_SCRAPES_AT_ONCE: usize = 4;
 
 /// A fresh registry with the `telltale_` prefix, for capabilities to register in.
 pub fn new_registry() -> Registry {
@@ -64,8 +73,30 @@ pub struct HealthMetrics {
 
 impl Metrics {
     /// Freezes a filled registry.
-    pub fn new(registry: Registry) -> Arc<Self> {
-        Arc::new(Self { registry })
+    pub fn new(mut registry: Registry) -> Arc<Self> {
+        let refused_scrapes = Counter::default();
+        registry.register(
+            "metrics_refused_scrapes",
+            format!(
+                "Scrapes of /metrics answered 503 because {MAX_SCRAPES_AT_ONCE} were being served"
+            ),
+            refused_scrapes.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            scrapes: Arc::new(Semaphore::new(MAX_SCRAPES_AT_ONCE)),
+            refused_scrapes,
+        })
+    }
+
+    /// A place among the scrapes being served, held until the response is
+    /// sent; `None` (and counted) when all are taken.
+    pub fn scrape_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slot = Arc::clone(&self.scrapes).try_acquire_owned().ok();
+        if slot.is_none() {
+            self.refused_scrapes.inc();
+        }
+        slot
     }
 
     /// The exposition text, in chunks of about [`EXPOSITION_CHUNK`] bytes.
@@ -185,5 +216,25 @@ mod tests {
         let text = String::from_utf8(Metrics::new(registry).encode().concat()).unwrap();
         assert!(text.contains("telltale_health_ready 1\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn scrapes_past_the_limit_are_refused_and_counted_until_one_ends() {
+        let metrics = Metrics::new(new_registry());
+        let held: Vec<_> = (0..MAX_SCRAPES_AT_ONCE)
+            .map(|_| metrics.scrape_slot().expect("a free slot"))
+            .collect();
+        assert!(metrics.scrape_slot().is_none());
+        assert!(metrics.scrape_slot().is_none());
+        drop(held);
+        assert!(
+            metrics.scrape_slot().is_some(),
+            "slots come back when scrapes end"
+        );
+        let text = String::from_utf8(metrics.encode().concat()).unwrap();
+        assert!(
+            text.contains("telltale_metrics_refused_scrapes_total 2\n"),
+            "{text}"
+        );
     }
 }

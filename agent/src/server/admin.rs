@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Secret;
 use crate::health::{HealthBoard, Measurement, Status};
 use crate::lifecycle::Lifecycle;
-use crate::metrics::{Metrics, PROMETHEUS_TEXT};
+use crate::metrics::{MAX_SCRAPES_AT_ONCE, Metrics, PROMETHEUS_TEXT};
 
 use super::public::json_error;
 
@@ -141,9 +141,20 @@ async fn index(api: Router) -> impl IntoResponse {
 }
 
 /// The exposition, encoded on a blocking-pool thread (megabytes of text with
-/// RUM's page histograms: not on the threads answering `/health`) and sent in
-/// the pieces it was written in.
+/// many series: not on the threads answering `/health`) and sent in the
+/// pieces it was written in, with at most `MAX_SCRAPES_AT_ONCE` being served.
 async fn metrics(State(state): State<AdminState>) -> Response {
+    let Some(slot) = state.metrics.scrape_slot() else {
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_SCRAPES_AT_ONCE} scrapes of /metrics are already being served"),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return response;
+    };
     let registry = Arc::clone(&state.metrics);
     let Ok(chunks) = tokio::task::spawn_blocking(move || registry.encode()).await else {
         return (
@@ -152,9 +163,13 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         )
             .into_response();
     };
-    let body = Body::from_stream(futures_util::stream::iter(
-        chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
-    ));
+    // The slot is given back when the body is dropped: sent, or the client gone.
+    let body = Body::from_stream(futures_util::stream::iter(chunks.into_iter().map(
+        move |chunk| {
+            let _held = &slot;
+            Ok::<_, std::convert::Infallible>(chunk)
+        },
+    )));
     (
         [(
             header::CONTENT_TYPE,
