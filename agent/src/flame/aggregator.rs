@@ -9,9 +9,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use super::folded::Stacks;
 use super::spans::{FoldSpan, fold_trace};
-use super::store::{CountMeta, SeriesKey, StackStore};
+use super::store::{SeriesKey, StackStore};
 
 /// How far in the future a trace's timestamp may be before the agent's clock
 /// is used instead (an app host whose clock runs ahead).
@@ -68,18 +67,16 @@ impl SpanFlames {
         } else {
             now
         };
-        let mut stacks = Stacks::default();
-        for (stack, micros) in &folded.stacks {
-            stacks.add(stack, *micros, limits.max_stacks);
-        }
-        self.store.add(
+        self.store.add_pairs(
             SeriesKey {
                 service: folded.service.clone(),
                 detail: folded.route.clone(),
             },
             time,
-            &stacks,
-            CountMeta::default(),
+            folded
+                .stacks
+                .iter()
+                .map(|(stack, micros)| (stack.as_str(), *micros)),
         );
         if self.recent_cap > 0 {
             let mut recent = self

@@ -100,24 +100,64 @@ impl StackStore {
 
     /// Adds `stacks` at `time` (unix seconds) to the series `key`.
     pub fn add(&self, key: SeriesKey, time: u64, stacks: &Stacks, meta: CountMeta) {
+        self.add_with(key, time, &meta, |target, cap| target.merge(stacks, cap));
+    }
+
+    /// Adds `(stack, count)` pairs at `time` to the series `key`, copying
+    /// only stacks the bucket does not hold yet: one trace's stacks, added
+    /// without first gathering them in a [`Stacks`] of their own.
+    pub fn add_pairs<'a>(
+        &self,
+        key: SeriesKey,
+        time: u64,
+        pairs: impl IntoIterator<Item = (&'a str, u64)>,
+    ) {
+        self.add_with(key, time, &CountMeta::default(), |target, cap| {
+            pairs
+                .into_iter()
+                .map(|(stack, count)| target.add(stack, count, cap))
+                .sum()
+        });
+    }
+
+    /// Finds (or makes) the bucket of `time` in the series `key` and lets
+    /// `merge` add to it under `max_stacks`; `merge` returns the bytes it
+    /// newly holds.
+    fn add_with(
+        &self,
+        key: SeriesKey,
+        time: u64,
+        meta: &CountMeta,
+        merge: impl FnOnce(&mut Stacks, usize) -> usize,
+    ) {
         let bucket = time - time % self.limits.bucket_seconds;
         let mut inner = self.lock();
-        let key = if inner.series.contains_key(&key) || inner.series.len() < self.limits.max_series
-        {
+        let key = if inner.series.contains_key(&key) {
             key
         } else {
-            self.metrics.overflow_series_adds.inc();
-            SeriesKey {
-                service: key.service,
-                detail: OVERFLOW_DETAIL.to_owned(),
+            let key = if inner.series.len() < self.limits.max_series {
+                key
+            } else {
+                self.metrics.overflow_series_adds.inc();
+                SeriesKey {
+                    service: key.service,
+                    detail: OVERFLOW_DETAIL.to_owned(),
+                }
+            };
+            // The key is copied only when a series is new.
+            if !inner.series.contains_key(&key) {
+                inner.series.insert(key.clone(), Series::default());
             }
+            key
         };
-        let series = inner.series.entry(key.clone()).or_default();
+        let Some(series) = inner.series.get_mut(&key) else {
+            return;
+        };
         if meta.sample_rate_hz.is_some() {
             series.sample_rate_hz = meta.sample_rate_hz;
         }
         if meta.unit.is_some() {
-            series.unit = meta.unit;
+            series.unit.clone_from(&meta.unit);
         }
         // Buckets stay in time order; a late profile lands in its own bucket.
         let position = series
@@ -137,7 +177,7 @@ impl StackStore {
         };
         let target = &mut series.buckets[index].1;
         let overflowed_before = target.overflowed_stacks;
-        let added = target.merge(stacks, self.limits.max_stacks);
+        let added = merge(target, self.limits.max_stacks);
         self.metrics
             .overflow_stacks
             .inc_by(target.overflowed_stacks - overflowed_before);

@@ -126,10 +126,27 @@ impl Packed {
 
     /// The attributes, by stored name, in the order they were packed.
     pub(super) fn attributes(&self) -> Attributes<'_> {
+        Attributes(self.past_name())
+    }
+
+    /// The value stored under `index`, if any. Other values are stepped over
+    /// unread: an attribute lookup costs a walk of lengths, not a UTF-8 check
+    /// of every text before it (each name is stored at most once).
+    pub(super) fn attribute(&self, index: u8) -> Option<AttributeValue<'_>> {
+        let mut reader = self.past_name();
+        loop {
+            let (key, tag) = (reader.byte()?, reader.byte()?);
+            if key == index {
+                return reader.value(tag);
+            }
+            reader.skip_value(tag)?;
+        }
+    }
+
+    fn past_name(&self) -> Reader<'_> {
         let mut reader = Reader(&self.0);
-        // Past the name.
-        let _ = reader.text();
-        Attributes(reader)
+        let _ = reader.skip_text();
+        reader
     }
 }
 
@@ -177,8 +194,35 @@ impl<'a> Reader<'a> {
     }
 
     fn text(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.text_bytes()?).ok()
+    }
+
+    fn text_bytes(&mut self) -> Option<&'a [u8]> {
         let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
-        std::str::from_utf8(self.take(usize::from(len))?).ok()
+        self.take(usize::from(len))
+    }
+
+    fn skip_text(&mut self) -> Option<()> {
+        self.text_bytes().map(drop)
+    }
+
+    fn value(&mut self, tag: u8) -> Option<AttributeValue<'a>> {
+        Some(match tag {
+            TAG_STR => AttributeValue::Str(self.text()?),
+            TAG_INT => AttributeValue::Int(i64::from_le_bytes(self.eight()?)),
+            TAG_FLOAT => AttributeValue::Float(f64::from_bits(u64::from_le_bytes(self.eight()?))),
+            TAG_BOOL => AttributeValue::Bool(self.byte()? != 0),
+            _ => return None,
+        })
+    }
+
+    fn skip_value(&mut self, tag: u8) -> Option<()> {
+        match tag {
+            TAG_STR => self.skip_text(),
+            TAG_INT | TAG_FLOAT => self.eight().map(drop),
+            TAG_BOOL => self.byte().map(drop),
+            _ => None,
+        }
     }
 }
 
@@ -191,14 +235,8 @@ impl<'a> Iterator for Attributes<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         let reader = &mut self.0;
         let key = STORED_NAMES.get(usize::from(reader.byte()?))?;
-        let value = match reader.byte()? {
-            TAG_STR => AttributeValue::Str(reader.text()?),
-            TAG_INT => AttributeValue::Int(i64::from_le_bytes(reader.eight()?)),
-            TAG_FLOAT => AttributeValue::Float(f64::from_bits(u64::from_le_bytes(reader.eight()?))),
-            TAG_BOOL => AttributeValue::Bool(reader.byte()? != 0),
-            _ => return None,
-        };
-        Some((key, value))
+        let tag = reader.byte()?;
+        Some((key, reader.value(tag)?))
     }
 }
 
@@ -244,6 +282,38 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_by_index_finds_each_value_past_the_others() {
+        let attributes = [
+            (
+                stored_index("db.query.text").unwrap(),
+                AttributeValue::Str("SELECT 1"),
+            ),
+            (
+                stored_index("server.port").unwrap(),
+                AttributeValue::Int(5432),
+            ),
+            (
+                stored_index("http.route").unwrap(),
+                AttributeValue::Float(0.5),
+            ),
+            (
+                stored_index("error.type").unwrap(),
+                AttributeValue::Bool(false),
+            ),
+            (stored_index("url.path").unwrap(), AttributeValue::Str("/x")),
+        ];
+        let packed = Packed::new("GET /x", &attributes);
+        for (index, value) in attributes {
+            assert_eq!(packed.attribute(index), Some(value), "index {index}");
+        }
+        assert_eq!(
+            packed.attribute(stored_index("db.namespace").unwrap()),
+            None
+        );
+        assert_eq!(Packed::new("", &[]).attribute(0), None);
+    }
+
+    #[test]
     fn texts_past_a_u16_are_cut_at_a_character_boundary() {
         let long = "é".repeat(40_000);
         let packed = Packed::new(&long, &[(0, AttributeValue::Str(&long))]);
@@ -263,8 +333,17 @@ mod tests {
             let cut = Packed(packed.0[..len].into());
             let _ = cut.name();
             assert!(cut.attributes().count() <= 2);
+            for index in 0..4 {
+                let _ = cut.attribute(index);
+            }
         }
         let unknown_key = Packed(vec![0, 0, 200, TAG_BOOL, 1].into());
         assert_eq!(unknown_key.attributes().count(), 0);
+        let unknown_tag = Packed(vec![0, 0, 1, 9, 1, 2, TAG_BOOL, 1].into());
+        assert_eq!(
+            unknown_tag.attribute(2),
+            None,
+            "an unknown tag ends the walk"
+        );
     }
 }

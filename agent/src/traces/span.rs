@@ -230,19 +230,24 @@ impl AssembledSpan {
 
     /// A string attribute by its stable name.
     pub fn str_attribute(&self, key: &str) -> Option<&str> {
-        self.attributes().find_map(|(k, v)| match v {
-            AttributeValue::Str(s) if k == key => Some(s),
+        match self.attribute(key)? {
+            AttributeValue::Str(s) => Some(s),
             _ => None,
-        })
+        }
     }
 
     /// An integer attribute by its stable name (strings holding integers too).
     pub fn int_attribute(&self, key: &str) -> Option<i64> {
-        self.attributes().find_map(|(k, v)| match v {
-            AttributeValue::Int(i) if k == key => Some(i),
-            AttributeValue::Str(s) if k == key => s.trim().parse().ok(),
+        match self.attribute(key)? {
+            AttributeValue::Int(i) => Some(i),
+            AttributeValue::Str(s) => s.trim().parse().ok(),
             _ => None,
-        })
+        }
+    }
+
+    /// An attribute by its stable name; `None` for a name that is not kept.
+    fn attribute(&self, key: &str) -> Option<AttributeValue<'_>> {
+        self.packed.attribute(stored_index(key)?)
     }
 
     /// End minus start, in nanoseconds.
