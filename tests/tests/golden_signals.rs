@@ -152,7 +152,9 @@ async fn signals_show_exactly_what_every_transport_sent() {
         );
     }
 
-    let (status, body) = api_json(&agent, "/api/v1/services").await;
+    // 15 m, not the default 1 m: six rounds of sends may take longer than a
+    // minute on a loaded machine, and the first would slide out.
+    let (status, body) = api_json(&agent, "/api/v1/services?window=15m").await;
     assert_eq!(status, 200);
     let services = body["services"].as_array().unwrap();
     assert_eq!(services.len(), 6, "{body}");

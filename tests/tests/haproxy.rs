@@ -21,7 +21,7 @@ async fn node(name: &str) -> Node {
     let redis = PrivateRedis::start().await.expect("redis");
     let ports = AgentPorts::pick();
     let config = format!(
-        "{}[health]\ninterval = \"300ms\"\ntimeout = \"200ms\"\nrise = 1\nfall = 1\n[health.checks.cache]\nkind = \"redis\"\nurl = \"{}\"\n",
+        "{}[health]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 2\n[health.checks.cache]\nkind = \"redis\"\nurl = \"{}\"\n",
         ports.listeners_toml(true),
         redis.url()
     );
@@ -96,7 +96,10 @@ backend app
     option httpchk GET /health
     http-check expect status 200
     # The agent-check's percentage scales the initial weight: start from 100.
-    default-server inter 200ms fall 1 rise 1 weight 100
+    # fall 2 and a check timeout of 1 s: one slow reply on a loaded machine
+    # must not take the healthy control server out.
+    timeout check 1s
+    default-server inter 200ms fall 2 rise 1 weight 100
     server one 127.0.0.1:{one_app} check port {one_public} agent-check agent-port {one_ac} agent-inter 200ms
     server two 127.0.0.1:{two_app} check port {two_public} agent-check agent-port {two_ac} agent-inter 200ms
 backend app_agent_only
@@ -180,13 +183,22 @@ backend app_agent_only
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_check_line_carries_a_cpu_weight() {
     let one = node("solo").await;
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", one.ports.agent_check))
-        .await
-        .unwrap();
-    let mut line = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut line)
-        .await
-        .unwrap();
+    // The first Redis check may not have run yet: until it has, the agent
+    // rightly answers "down".
+    let started = Instant::now();
+    let line = loop {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", one.ports.agent_check))
+            .await
+            .unwrap();
+        let mut line = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut line)
+            .await
+            .unwrap();
+        if line.starts_with("up ready ") || started.elapsed() > Duration::from_secs(10) {
+            break line;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let weight: u8 = line
         .strip_prefix("up ready ")
         .and_then(|rest| rest.trim_end().strip_suffix('%'))

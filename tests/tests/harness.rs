@@ -278,18 +278,19 @@ frontend web
     default_backend app
 backend app
     option httpchk GET /
-    server one 127.0.0.1:{app} check inter 100ms fall 1 rise 1
+    timeout check 1s
+    server one 127.0.0.1:{app} check inter 100ms fall 2 rise 1
 ",
         socket = haproxy.socket_path().display(),
         app = app.port(),
     );
     let mut haproxy = haproxy.start(&config, frontend).await.expect("haproxy");
+    wait_state(&haproxy, "UP").await;
     let (status, body) = http_get(frontend).await.unwrap();
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, "behind-haproxy");
     assert!(app.requests_served() >= 1);
 
-    wait_state(&haproxy, "UP").await;
     app.set_status(500);
     wait_state(&haproxy, "DOWN").await;
     assert!(haproxy.server_state("app", "nosuch").await.is_err());

@@ -10,8 +10,9 @@ use telltale_tests::postgres::PrivatePostgres;
 use telltale_tests::redis::PrivateRedis;
 use telltale_tests::shared;
 
-/// Fast schedules so a test settles in well under a second per check.
-const FAST: &str = "[health]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 1\n";
+/// Schedules that settle in about a second, with a timeout long enough that a
+/// loaded machine's slow probe is not mistaken for a failing dependency.
+const FAST: &str = "[health]\ninterval = \"1s\"\ntimeout = \"900ms\"\nrise = 1\nfall = 1\n";
 
 async fn get_json(url: &str) -> (u16, Value, String) {
     let response = reqwest::get(url).await.expect("request to the agent");

@@ -62,8 +62,10 @@ async fn a_fixed_rate_is_held_and_every_reported_span_was_accepted() {
         )
     });
     let accepted = report["spans_accepted"].as_f64().unwrap();
-    // 2,000 spans/s for 3 s: the schedule sends 6,000, give or take the last tick.
-    assert!((5_800.0..=6_200.0).contains(&accepted), "{report}");
+    // 2,000 spans/s for 3 s: the schedule sends 6,000, give or take the last
+    // tick; requests still due when the time is up are not sent, so a slow
+    // moment near the end on a loaded machine costs a few.
+    assert!((5_400.0..=6_200.0).contains(&accepted), "{report}");
     assert_eq!(report["requests_refused"], 0);
     assert_eq!(report["requests_failed"], 0);
     let text = wait_processed(&agent, "traces", accepted).await;

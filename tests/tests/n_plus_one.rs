@@ -577,6 +577,16 @@ async fn traces_with_missing_parents_or_parent_cycles_are_analysed_at_max_age() 
     )
     .await
     .unwrap();
+    // A trace counts as completed before the detector has read it: wait
+    // for the second occurrence itself.
+    wait_until("the second occurrence", Duration::from_secs(30), || async {
+        findings(&agent, "")
+            .await
+            .first()
+            .is_some_and(|f| f["occurrences"] == 2)
+    })
+    .await
+    .unwrap();
     let found_all = findings(&agent, "").await;
     // One fingerprint (same service, route `unknown`, template), two occurrences.
     assert_eq!(found_all.len(), 1, "{found_all:#?}");
