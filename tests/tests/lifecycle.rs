@@ -44,8 +44,13 @@ async fn sigterm_drains_readiness_at_once_keeps_liveness_and_exits_zero_after_th
     agent.signal(Signal::SIGTERM).expect("SIGTERM");
     let signalled = Instant::now();
     // Readiness turns at once (the signal reaches the agent asynchronously,
-    // so "at once" is within half a second) and never turns back.
-    wait_for_code(&agent.public_url("/health"), 503, Duration::from_millis(500)).await;
+    // so "at once" is within half a second), and stays so.
+    wait_for_code(
+        &agent.public_url("/health"),
+        503,
+        Duration::from_millis(500),
+    )
+    .await;
     let response = reqwest::get(agent.public_url("/health/ready"))
         .await
         .unwrap();

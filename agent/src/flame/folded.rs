@@ -290,10 +290,8 @@ fn shorten(text: &str) -> String {
 pub fn frame_name(name: &str) -> std::borrow::Cow<'_, str> {
     // Bytes, not chars: every frame of every trace passes here, and all three
     // are ASCII.
-    let needs_cleaning = name
-        .bytes()
-        .any(|b| matches!(b, b';' | b'\n' | b'\r'))
-        || ends_with_number(name);
+    let needs_cleaning =
+        name.bytes().any(|b| matches!(b, b';' | b'\n' | b'\r')) || ends_with_number(name);
     if !needs_cleaning {
         return std::borrow::Cow::Borrowed(name);
     }

@@ -100,7 +100,7 @@ impl StackStore {
 
     /// Adds `stacks` at `time` (unix seconds) to the series `key`.
     pub fn add(&self, key: SeriesKey, time: u64, stacks: &Stacks, meta: CountMeta) {
-        self.add_with(key, time, &meta, |target, cap| target.merge(stacks, cap));
+        self.add_with(key, time, meta, |target, cap| target.merge(stacks, cap));
     }
 
     /// Adds `(stack, count)` pairs at `time` to the series `key`, copying
@@ -112,7 +112,7 @@ impl StackStore {
         time: u64,
         pairs: impl IntoIterator<Item = (&'a str, u64)>,
     ) {
-        self.add_with(key, time, &CountMeta::default(), |target, cap| {
+        self.add_with(key, time, CountMeta::default(), |target, cap| {
             pairs
                 .into_iter()
                 .map(|(stack, count)| target.add(stack, count, cap))
@@ -127,7 +127,7 @@ impl StackStore {
         &self,
         key: SeriesKey,
         time: u64,
-        meta: &CountMeta,
+        meta: CountMeta,
         merge: impl FnOnce(&mut Stacks, usize) -> usize,
     ) {
         let bucket = time - time % self.limits.bucket_seconds;
@@ -157,7 +157,7 @@ impl StackStore {
             series.sample_rate_hz = meta.sample_rate_hz;
         }
         if meta.unit.is_some() {
-            series.unit.clone_from(&meta.unit);
+            series.unit = meta.unit;
         }
         // Buckets stay in time order; a late profile lands in its own bucket.
         let position = series
