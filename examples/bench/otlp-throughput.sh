@@ -16,6 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 DURATION=${DURATION:-10s}
 STEADY_DURATION=${STEADY_DURATION:-60s}
+unset PHASE_DURATION # set for the steady phase alone, below
 CONNECTIONS=${CONNECTIONS:-4}
 PROTOCOL=${PROTOCOL:-grpc}
 

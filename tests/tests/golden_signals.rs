@@ -176,11 +176,9 @@ async fn signals_show_exactly_what_every_transport_sent() {
     assert_eq!(status, 404);
 }
 
-/// The agent's resident memory once it has been idle for a moment: mimalloc
-/// returns freed pages to the system a second after they empty (its purge
-/// delay), so a reading taken right after a burst counts memory already freed.
-/// The agent's memory after a pause, with what its stores report, so a
-/// failed bound says which part grew.
+/// The agent's memory after a pause (the allocator returns emptied pages to
+/// the system after a delay), with what its stores report, so a failed bound
+/// says which part grew.
 struct MemoryReading {
     rss_kib: u64,
     anon_kib: u64,

@@ -113,9 +113,10 @@ async fn frozen_postgres_never_slows_health_and_fails_after_the_timeout() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Answered from the cached result: a poll that waited on the frozen
-    // database would take at least the check's timeout (400 ms).
+    // database would take up to the check's timeout (400 ms); 250 ms leaves
+    // a loaded machine its pauses and still catches a wait.
     assert!(
-        slowest < Duration::from_millis(400),
+        slowest < Duration::from_millis(250),
         "a /health poll took {slowest:?} while postgres was frozen"
     );
     let failed_after = failed_after.expect("readiness turned 503 while postgres was frozen");

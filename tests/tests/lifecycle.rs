@@ -51,6 +51,9 @@ async fn sigterm_drains_readiness_at_once_keeps_liveness_and_exits_zero_after_th
         Duration::from_millis(500),
     )
     .await;
+    for _ in 0..5 {
+        assert_eq!(code_of(&agent.public_url("/health")).await, 503);
+    }
     let response = reqwest::get(agent.public_url("/health/ready"))
         .await
         .unwrap();

@@ -5,8 +5,10 @@
 //! bytes overall (`max_bytes`, the oldest buckets go first) and time
 //! (`retention`). What each bound drops is counted on `/metrics`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
+use foldhash::HashMap;
 
 use super::folded::{SortedStacks, Stacks};
 use super::metrics::SourceMetrics;
@@ -132,26 +134,23 @@ impl StackStore {
     ) {
         let bucket = time - time % self.limits.bucket_seconds;
         let mut inner = self.lock();
-        let key = if inner.series.contains_key(&key) {
+        let key = if inner.series.contains_key(&key) || inner.series.len() < self.limits.max_series
+        {
             key
         } else {
-            let key = if inner.series.len() < self.limits.max_series {
-                key
-            } else {
-                self.metrics.overflow_series_adds.inc();
-                SeriesKey {
-                    service: key.service,
-                    detail: OVERFLOW_DETAIL.to_owned(),
-                }
-            };
-            // The key is copied only when a series is new.
-            if !inner.series.contains_key(&key) {
-                inner.series.insert(key.clone(), Series::default());
+            self.metrics.overflow_series_adds.inc();
+            SeriesKey {
+                service: key.service,
+                detail: OVERFLOW_DETAIL.to_owned(),
             }
-            key
         };
+        // The key is copied only for a new series (not `entry`, which takes
+        // it by value on every add).
+        if !inner.series.contains_key(&key) {
+            inner.series.insert(key.clone(), Series::default());
+        }
         let Some(series) = inner.series.get_mut(&key) else {
-            return;
+            return; // inserted just above
         };
         if meta.sample_rate_hz.is_some() {
             series.sample_rate_hz = meta.sample_rate_hz;

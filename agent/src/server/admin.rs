@@ -22,6 +22,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{MAX_SCRAPES_AT_ONCE, Metrics, PROMETHEUS_TEXT};
 
 use super::public::json_error;
+use super::scrape_body::{SCRAPE_DEADLINE, ScrapeBody};
 
 /// What the admin handlers read.
 #[derive(Debug, Clone)]
@@ -142,7 +143,8 @@ async fn index(api: Router) -> impl IntoResponse {
 
 /// The exposition, encoded on a blocking-pool thread (megabytes of text with
 /// many series: not on the threads answering `/health`) and sent in the
-/// pieces it was written in, with at most `MAX_SCRAPES_AT_ONCE` being served.
+/// pieces it was written in, with at most `MAX_SCRAPES_AT_ONCE` being served
+/// and each read within `SCRAPE_DEADLINE`.
 async fn metrics(State(state): State<AdminState>) -> Response {
     let Some(slot) = state.metrics.scrape_slot() else {
         let mut response = (
@@ -156,20 +158,17 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         return response;
     };
     let registry = Arc::clone(&state.metrics);
-    let Ok(chunks) = tokio::task::spawn_blocking(move || registry.encode()).await else {
+    // The slot goes into the encoding and back: a client that hangs up while
+    // the text is built must not free it while the text still takes memory.
+    let Ok((chunks, slot)) = tokio::task::spawn_blocking(move || (registry.encode(), slot)).await
+    else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "encoding the metrics failed",
         )
             .into_response();
     };
-    // The slot is given back when the body is dropped: sent, or the client gone.
-    let body = Body::from_stream(futures_util::stream::iter(chunks.into_iter().map(
-        move |chunk| {
-            let _held = &slot;
-            Ok::<_, std::convert::Infallible>(chunk)
-        },
-    )));
+    let body = Body::from_stream(ScrapeBody::new(chunks, slot, SCRAPE_DEADLINE));
     (
         [(
             header::CONTENT_TYPE,
@@ -286,5 +285,69 @@ async fn stop_drain(State(state): State<AdminState>) -> Response {
             StatusCode::CONFLICT,
             "the agent is shutting down: a drain that ends in exit cannot be cancelled",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::config::Redactor;
+    use crate::metrics::{HealthMetrics, new_registry};
+
+    fn admin_router() -> Router {
+        let mut registry = new_registry();
+        let health = HealthMetrics::register(&mut registry);
+        let state = AdminState {
+            board: HealthBoard::new(&[], Redactor::default(), health.clone()),
+            lifecycle: Lifecycle::new(health.draining),
+            metrics: Metrics::new(registry),
+            token: None,
+            drain_period: Duration::from_secs(1),
+        };
+        router(state, Router::new())
+    }
+
+    async fn scrape(router: &Router) -> Response {
+        router
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unread_scrapes_hold_their_slots_and_a_fifth_is_refused_with_retry_after() {
+        let router = admin_router();
+        // Bodies not read yet hold their slots, as slow clients' do.
+        let mut unread = Vec::new();
+        for _ in 0..MAX_SCRAPES_AT_ONCE {
+            let response = scrape(&router).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            unread.push(response);
+        }
+        let refused = scrape(&router).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+
+        // One client reads its scrape to the end: its slot serves the next.
+        let read = unread.pop().unwrap();
+        let text = axum::body::to_bytes(read.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(text.ends_with(b"# EOF\n"));
+        let again = scrape(&router).await;
+        assert_eq!(again.status(), StatusCode::OK);
+        let text = axum::body::to_bytes(again.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        assert!(
+            text.contains("telltale_metrics_refused_scrapes_total 1\n"),
+            "{text}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod agent_check;
 mod public;
+mod scrape_body;
 
 use std::net::SocketAddr;
 

@@ -129,9 +129,10 @@ impl Packed {
         Attributes(self.past_name())
     }
 
-    /// The value stored under `index`, if any. Other values are stepped over
-    /// unread: an attribute lookup costs a walk of lengths, not a UTF-8 check
-    /// of every text before it (each name is stored at most once).
+    /// The first value stored under `index`, if any. Other values are stepped
+    /// over unread: an attribute lookup costs a walk of lengths, not a UTF-8
+    /// check of every text before it. (The span's gatherer, `Kept`, stores
+    /// each name at most once.)
     pub(super) fn attribute(&self, index: u8) -> Option<AttributeValue<'_>> {
         let mut reader = self.past_name();
         loop {
