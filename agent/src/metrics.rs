@@ -89,8 +89,9 @@ impl Metrics {
         })
     }
 
-    /// A place among the scrapes being served, held until the response is
-    /// sent; `None` (and counted) when all are taken.
+    /// A place among the scrapes being served, held by the response body
+    /// until it is read, dropped or past its deadline (`server::scrape_body`);
+    /// `None` (and counted) when all are taken.
     pub fn scrape_slot(&self) -> Option<OwnedSemaphorePermit> {
         let slot = Arc::clone(&self.scrapes).try_acquire_owned().ok();
         if slot.is_none() {

@@ -137,6 +137,8 @@ impl Packed {
         let mut reader = self.past_name();
         loop {
             let (key, tag) = (reader.byte()?, reader.byte()?);
+            // As the iterator does: a key past the table ends the walk.
+            STORED_NAMES.get(usize::from(key))?;
             if key == index {
                 return reader.value(tag);
             }
@@ -340,6 +342,7 @@ mod tests {
         }
         let unknown_key = Packed(vec![0, 0, 200, TAG_BOOL, 1].into());
         assert_eq!(unknown_key.attributes().count(), 0);
+        assert_eq!(unknown_key.attribute(200), None);
         let unknown_tag = Packed(vec![0, 0, 1, 9, 1, 2, TAG_BOOL, 1].into());
         assert_eq!(
             unknown_tag.attribute(2),
