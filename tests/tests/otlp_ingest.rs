@@ -353,6 +353,135 @@ async fn oversized_grpc_requests_are_resource_exhausted_without_retry_info() {
     assert!(status.get_details_retry_info().is_none());
 }
 
+/// A gRPC client that sends its message bytes as they are, as a broken SDK
+/// would, and hands back the reply's bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        let bytes = src.copy_to_bytes(src.remaining());
+        Ok(Some(bytes.to_vec()))
+    }
+}
+
+async fn raw_grpc_call(
+    port: u16,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(body),
+        http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+const TRACES_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_grpc_messages_are_invalid_argument_with_a_reason() {
+    let agent = telemetry_agent("").await;
+    let port = agent.agent_ports().expect("ports").otlp_grpc;
+    let valid = request_of((0..10).map(|i| raw_span(i, true)).collect()).encode_to_vec();
+    let cases = [
+        (
+            "garbage",
+            TRACES_EXPORT,
+            b"\xff\xff\xff\xff\xffnot protobuf".to_vec(),
+        ),
+        (
+            "truncated",
+            TRACES_EXPORT,
+            valid[..valid.len() / 2].to_vec(),
+        ),
+        (
+            "garbage metrics",
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            b"\x0a\xff\xff\xff".to_vec(),
+        ),
+    ];
+    for (case, path, body) in cases {
+        let status = raw_grpc_call(port, path, body)
+            .await
+            .expect_err("a malformed message is refused");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{case}: {status:?}"
+        );
+        assert!(
+            status.message().contains("not an OTLP protobuf"),
+            "{case}: the reason is given: {status:?}"
+        );
+    }
+    let status = raw_grpc_call(
+        port,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Import",
+        valid.clone(),
+    )
+    .await
+    .expect_err("no such method");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+
+    // The receiver goes on serving, and counted nothing from the bad calls.
+    let reply = raw_grpc_call(port, TRACES_EXPORT, valid)
+        .await
+        .expect("a valid call");
+    let response = ExportTraceServiceResponse::decode(reply.as_slice()).expect("a response");
+    assert_eq!(response.partial_success, None, "nothing rejected");
+    let text = wait_processed(&agent, "traces", 10.0).await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "telltale_ingest_accepted_items_total",
+            &[("signal", "traces")]
+        ),
+        Some(10.0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_refuses_retryably_and_loses_nothing_it_accepted() {
     let agent = telemetry_agent(

@@ -18,6 +18,8 @@ pub trait OtlpRequest: prost::Message + Default + DeserializeOwned + Send + 'sta
     type Response: prost::Message + Serialize + Default + Send + 'static;
     /// Which signal it carries.
     const SIGNAL: Signal;
+    /// Its gRPC service, as opentelemetry-proto names it.
+    const GRPC_SERVICE: &'static str;
     /// Removes invalid items, reporting what was kept and removed.
     fn validate(&mut self) -> Validated;
     /// Wraps it for the queue.
@@ -29,6 +31,8 @@ pub trait OtlpRequest: prost::Message + Default + DeserializeOwned + Send + 'sta
 impl OtlpRequest for ExportTraceServiceRequest {
     type Response = ExportTraceServiceResponse;
     const SIGNAL: Signal = Signal::Traces;
+    const GRPC_SERVICE: &'static str =
+        opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::SERVICE_NAME;
 
     fn validate(&mut self) -> Validated {
         validate_traces(self)
@@ -51,6 +55,8 @@ impl OtlpRequest for ExportTraceServiceRequest {
 impl OtlpRequest for ExportMetricsServiceRequest {
     type Response = ExportMetricsServiceResponse;
     const SIGNAL: Signal = Signal::Metrics;
+    const GRPC_SERVICE: &'static str =
+        opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::SERVICE_NAME;
 
     fn validate(&mut self) -> Validated {
         validate_metrics(self)

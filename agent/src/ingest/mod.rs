@@ -7,6 +7,7 @@
 mod accept;
 mod decode;
 mod grpc;
+mod grpc_service;
 mod http;
 mod metrics;
 mod queue;

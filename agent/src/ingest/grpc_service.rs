@@ -1,0 +1,193 @@
+//! The OTLP/gRPC `Export` method, one generic service for both signals. It
+//! serves what opentelemetry-proto's generated servers serve (the same
+//! service names, messages and tonic machinery: compression, size limits,
+//! status codes) and differs in its codec alone: a request is decoded from
+//! one contiguous slice. The generated servers' codec decodes through tonic's
+//! buffer type, every varint read a call through its `Buf` wrapper; for the
+//! same 20,200 spans callgrind counted 242 M instructions that way against
+//! 132 M from a slice, the largest single cost of a steady 10,000 spans/s
+//! (BENCHMARKS.md, session 9).
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
+
+use bytes::Buf;
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{Body, BoxFuture, StdError, http};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+
+use super::accept::{OtlpRequest, accept};
+use super::{IngestQueue, Refusal};
+
+/// A decoded request and its decoded size (for the queue's memory budget).
+#[derive(Debug)]
+pub(super) struct Decoded<R> {
+    message: R,
+    bytes: usize,
+}
+
+/// `Export` of the signal `R` carries, on the path its service names.
+#[derive(Debug)]
+pub(super) struct ExportService<R> {
+    queue: IngestQueue,
+    max_request_size: usize,
+    compression: EnabledCompressionEncodings,
+    _request: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for ExportService<R> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            max_request_size: self.max_request_size,
+            compression: self.compression,
+            _request: PhantomData,
+        }
+    }
+}
+
+impl<R: OtlpRequest> ExportService<R> {
+    /// Accepts gzip and answers in it when the client does, refuses messages
+    /// over `max_request_size` once decompressed.
+    pub(super) fn new(queue: IngestQueue, max_request_size: usize) -> Self {
+        let mut compression = EnabledCompressionEncodings::default();
+        compression.enable(CompressionEncoding::Gzip);
+        Self {
+            queue,
+            max_request_size,
+            compression,
+            _request: PhantomData,
+        }
+    }
+
+    fn is_export(path: &str) -> bool {
+        path.strip_prefix('/')
+            .and_then(|path| path.strip_prefix(R::GRPC_SERVICE))
+            == Some("/Export")
+    }
+}
+
+impl<R: OtlpRequest> NamedService for ExportService<R> {
+    const NAME: &'static str = R::GRPC_SERVICE;
+}
+
+impl<R, B> tower::Service<http::Request<B>> for ExportService<R>
+where
+    R: OtlpRequest,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if !Self::is_export(request.uri().path()) {
+            return Box::pin(ready(Ok(Status::unimplemented(
+                "this service has one method: Export",
+            )
+            .into_http())));
+        }
+        let service = self.clone();
+        Box::pin(async move {
+            let mut grpc = Grpc::new(SliceCodec::<R>::default())
+                .apply_compression_config(service.compression, service.compression)
+                .apply_max_message_size_config(Some(service.max_request_size), None);
+            Ok(grpc.unary(service, request).await)
+        })
+    }
+}
+
+impl<R: OtlpRequest> UnaryService<Decoded<R>> for ExportService<R> {
+    type Response = R::Response;
+    type Future = Ready<Result<Response<R::Response>, Status>>;
+
+    fn call(&mut self, request: Request<Decoded<R>>) -> Self::Future {
+        let Decoded { message, bytes } = request.into_inner();
+        ready(
+            accept(&self.queue, message, bytes)
+                .map(Response::new)
+                .map_err(|refusal| unavailable(refusal, self.queue.retry_after)),
+        )
+    }
+}
+
+/// UNAVAILABLE with RetryInfo: OTLP clients retry after the delay.
+fn unavailable(refusal: Refusal, retry_after: std::time::Duration) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    Status::with_error_details(
+        tonic::Code::Unavailable,
+        refusal.message(),
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    )
+}
+
+/// Decodes `R` from a contiguous slice, encodes its response with prost.
+struct SliceCodec<R>(PhantomData<fn() -> R>);
+
+impl<R> Default for SliceCodec<R> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<R: OtlpRequest> Codec for SliceCodec<R> {
+    type Encode = R::Response;
+    type Decode = Decoded<R>;
+    type Encoder = ResponseEncoder<R::Response>;
+    type Decoder = SliceDecoder<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ResponseEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        SliceDecoder(PhantomData)
+    }
+}
+
+struct ResponseEncoder<T>(PhantomData<fn(T)>);
+
+impl<T: prost::Message> Encoder for ResponseEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        // An EncodeBuf grows as written to, so encoding cannot run out of room.
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("cannot encode the response: {e}")))
+    }
+}
+
+struct SliceDecoder<R>(PhantomData<fn() -> R>);
+
+impl<R: OtlpRequest> Decoder for SliceDecoder<R> {
+    type Item = Decoded<R>;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Decoded<R>>, Status> {
+        let bytes = buf.remaining();
+        // tonic hands over a message whole, in one buffer; should it ever
+        // arrive in pieces, it is copied together first.
+        let message = if buf.chunk().len() == bytes {
+            let message = R::decode(buf.chunk());
+            buf.advance(bytes);
+            message
+        } else {
+            R::decode(buf.copy_to_bytes(bytes))
+        };
+        let message = message.map_err(|e| {
+            Status::invalid_argument(format!("not an OTLP protobuf {}: {e}", R::GRPC_SERVICE))
+        })?;
+        Ok(Some(Decoded { message, bytes }))
+    }
+}
