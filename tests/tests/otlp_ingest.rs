@@ -610,3 +610,62 @@ async fn a_full_queue_refuses_retryably_and_loses_nothing_it_accepted() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_requests_count_their_decoded_size_against_the_memory_limit() {
+    // The pipeline holds the first request for 3 s, so its bytes stay in the budget.
+    let agent = telemetry_agent(
+        "[ingest]\nmax_request_size = \"64 KiB\"\nmemory_limit = \"64 KiB\"\npipeline_delay = \"3s\"\n",
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!(
+        "http://127.0.0.1:{}",
+        agent.agent_ports().expect("ports").otlp_grpc
+    ))
+    .await
+    .unwrap();
+    let large = |first: u64| request_of((first..first + 700).map(|i| raw_span(i, true)).collect());
+    let size = large(0).encoded_len();
+    assert!(
+        size > 32 * 1024 && size < 64 * 1024,
+        "two of them exceed the limit, one does not: {size} bytes"
+    );
+
+    client
+        .export(large(0))
+        .await
+        .expect("the first always fits");
+    let small = request_of((10_000..10_010).map(|i| raw_span(i, true)).collect());
+    client
+        .export(small)
+        .await
+        .expect("a small request still fits beside it");
+    let status = client
+        .export(large(1_000))
+        .await
+        .expect_err("a second large one is over the limit");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("memory limit"),
+        "the reason says which bound: {status:?}"
+    );
+    assert!(
+        status.get_details_retry_info().is_some(),
+        "retryable: {status:?}"
+    );
+
+    let text = wait_processed(&agent, "traces", 710.0).await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "telltale_ingest_refused_items_total",
+            &[("reason", "memory_limit")]
+        ),
+        Some(700.0),
+        "{text}"
+    );
+    client
+        .export(large(1_000))
+        .await
+        .expect("accepted once the budget is free again");
+}
