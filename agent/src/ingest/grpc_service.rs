@@ -33,7 +33,8 @@ pub(super) struct Decoded<R> {
     decoded_len: usize,
 }
 
-/// `Export` of the signal `R` carries, on the path its service names.
+/// The `Export` method of the service for `R` (traces or metrics), served on
+/// that service's path.
 #[derive(Debug)]
 pub(super) struct ExportService<R> {
     queue: IngestQueue,
