@@ -39,12 +39,6 @@ impl OtlpGrpcServer {
         let metrics =
             ExportService::<ExportMetricsServiceRequest>::new(self.queue, self.max_request_size);
         tonic::transport::Server::builder()
-            // tonic answers OUT_OF_RANGE for an oversized uncompressed message and
-            // RESOURCE_EXHAUSTED for an oversized decompressed one; OTLP asks for
-            // RESOURCE_EXHAUSTED (without RetryInfo) in both cases.
-            .layer(tower::util::MapResponseLayer::new(
-                out_of_range_is_resource_exhausted,
-            ))
             .add_service(traces)
             .add_service(metrics)
             .serve_with_incoming_shutdown(
@@ -56,21 +50,4 @@ impl OtlpGrpcServer {
             .await
             .map_err(std::io::Error::other)
     }
-}
-
-fn out_of_range_is_resource_exhausted<B>(
-    mut response: axum::http::Response<B>,
-) -> axum::http::Response<B> {
-    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
-    if response
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|v| v.as_bytes() == out_of_range.as_bytes())
-    {
-        let code = (tonic::Code::ResourceExhausted as i32).to_string();
-        if let Ok(value) = axum::http::HeaderValue::from_str(&code) {
-            response.headers_mut().insert("grpc-status", value);
-        }
-    }
-    response
 }

@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,9 +36,11 @@ pub(super) struct Decoded<R> {
 
 /// The `Export` method of the service for `R` (traces or metrics), served on
 /// that service's path.
+///
+/// Each call takes a clone: one `Arc` count, not a copy of the queue's handles.
 #[derive(Debug)]
 pub(super) struct ExportService<R> {
-    queue: IngestQueue,
+    queue: Arc<IngestQueue>,
     max_request_size: usize,
     _request: PhantomData<fn() -> R>,
 }
@@ -45,7 +48,7 @@ pub(super) struct ExportService<R> {
 impl<R> Clone for ExportService<R> {
     fn clone(&self) -> Self {
         Self {
-            queue: self.queue.clone(),
+            queue: Arc::clone(&self.queue),
             max_request_size: self.max_request_size,
             _request: PhantomData,
         }
@@ -57,7 +60,7 @@ impl<R: OtlpRequest> ExportService<R> {
     /// over `max_request_size` once decompressed.
     pub(super) fn new(queue: IngestQueue, max_request_size: usize) -> Self {
         Self {
-            queue,
+            queue: Arc::new(queue),
             max_request_size,
             _request: PhantomData,
         }
@@ -101,8 +104,24 @@ where
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(service.max_request_size);
-            Ok(grpc.unary(service, request).await)
+            let mut response = grpc.unary(service, request).await;
+            out_of_range_is_resource_exhausted(&mut response);
+            Ok(response)
         })
+    }
+}
+
+/// tonic answers OUT_OF_RANGE for an oversized uncompressed message and
+/// RESOURCE_EXHAUSTED for an oversized decompressed one; OTLP asks for
+/// RESOURCE_EXHAUSTED (without RetryInfo) in both cases.
+fn out_of_range_is_resource_exhausted<B>(response: &mut http::Response<B>) {
+    let code = response.headers().get(Status::GRPC_STATUS);
+    if code.is_some_and(|code| tonic::Code::from_bytes(code.as_bytes()) == tonic::Code::OutOfRange)
+    {
+        response.headers_mut().insert(
+            Status::GRPC_STATUS,
+            http::HeaderValue::from(tonic::Code::ResourceExhausted as i32),
+        );
     }
 }
 
