@@ -17,7 +17,7 @@ use clap::{Parser, ValueEnum};
 
 use report::{Report, Tally};
 use send::{Outcome, Payload, Transport};
-use traces::Shape;
+use traces::{Freshen, Shape};
 
 /// Distinct requests encoded before the run and sent in turn: enough variety
 /// for the receiver, no generation cost during the measurement.
@@ -80,9 +80,10 @@ struct Args {
     /// 0 (default): three queries and a call, no N+1.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     repeated_queries: u32,
-    /// Send the pooled requests with their original trace ids each time,
-    /// instead of fresh ids per send (the default, so an agent that assembles
-    /// traces sees new traces rather than the same few growing).
+    /// Send the pooled requests with their original trace ids and timestamps
+    /// each time, instead of fresh ids and the send time per send (the
+    /// default, so an agent that assembles traces sees new traces rather than
+    /// the same few growing, and one that files spans by time sees time pass).
     #[arg(long)]
     repeat_trace_ids: bool,
     /// Seed of the trace generator.
@@ -139,6 +140,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
     let now = u64::try_from(now)?;
+    let pool_built = Instant::now();
     let pool: Vec<Payload> = (0..POOL)
         .map(|_| transport.payload(traces::request(&mut rng, &shape, now)))
         .collect::<anyhow::Result<_>>()?;
@@ -176,8 +178,11 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
                 }
                 let sent_at = Instant::now();
                 // A salt unique per worker and send: never zero, so ids never repeat the pool's.
-                let salt = fresh_ids.then(|| ((worker as u64 + 1) << 40) | u64::from(sent + 1));
-                let outcome = sender.send(&pool[next % pool.len()], salt).await;
+                let fresh = fresh_ids.then(|| Freshen {
+                    salt: ((worker as u64 + 1) << 40) | u64::from(sent + 1),
+                    shift_nanos: u64::try_from(pool_built.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                });
+                let outcome = sender.send(&pool[next % pool.len()], fresh).await;
                 tally.record(outcome, spans_per_request, sent_at.elapsed());
                 next += 1;
                 sent += 1;

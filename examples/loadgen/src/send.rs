@@ -14,6 +14,8 @@ use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
+use crate::traces::Freshen;
+
 /// What became of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -124,14 +126,14 @@ fn encode_body(
 }
 
 impl Sender {
-    /// Sends one request and classifies the answer. With `fresh_ids`, its
-    /// traces get ids derived from that salt (HTTP bodies are then encoded here).
-    pub(crate) async fn send(&mut self, payload: &Payload, fresh_ids: Option<u64>) -> Outcome {
+    /// Sends one request and classifies the answer. With `fresh`, its traces
+    /// get new ids and the send time (HTTP bodies are then encoded here).
+    pub(crate) async fn send(&mut self, payload: &Payload, fresh: Option<Freshen>) -> Outcome {
         match (self, payload) {
             (Sender::Grpc(client), Payload::Grpc(request)) => {
                 let mut request = request.clone();
-                if let Some(salt) = fresh_ids {
-                    crate::traces::freshen_trace_ids(&mut request, salt);
+                if let Some(fresh) = fresh {
+                    crate::traces::freshen(&mut request, fresh);
                 }
                 match client.export(request).await {
                     Ok(response) => Outcome::Accepted {
@@ -157,11 +159,11 @@ impl Sender {
                 },
                 Payload::Http(body, source),
             ) => {
-                let body = match fresh_ids {
+                let body = match fresh {
                     None => body.clone(),
-                    Some(salt) => {
+                    Some(fresh) => {
                         let mut request = source.clone();
-                        crate::traces::freshen_trace_ids(&mut request, salt);
+                        crate::traces::freshen(&mut request, fresh);
                         match encode_body(&request, *json, *gzip) {
                             Ok(bytes) => Bytes::from(bytes),
                             Err(_) => return Outcome::Failed,

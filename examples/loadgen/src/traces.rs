@@ -273,10 +273,21 @@ pub(crate) fn request(
     ExportTraceServiceRequest { resource_spans }
 }
 
-/// Gives every trace in `request` a new id derived from `salt` (the same for
-/// all spans of a trace), so a pool of pre-built requests sent again and again
-/// still looks like new traces to a receiver that assembles them.
-pub(crate) fn freshen_trace_ids(request: &mut ExportTraceServiceRequest, salt: u64) {
+/// How a pooled request is made to look new when it is sent again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Freshen {
+    /// Mixed into every trace id (the same for all spans of a trace), so a
+    /// pool of pre-built requests sent again and again still looks like new
+    /// traces to a receiver that assembles them.
+    pub(crate) salt: u64,
+    /// Added to every span's start and end: the time since the pool was
+    /// built, so spans carry the send time as a real SDK's do, and a receiver
+    /// that files them by time (flame graph buckets) sees time pass.
+    pub(crate) shift_nanos: u64,
+}
+
+/// Gives every trace in `request` a new id and moves its spans by the shift.
+pub(crate) fn freshen(request: &mut ExportTraceServiceRequest, fresh: Freshen) {
     for span in request
         .resource_spans
         .iter_mut()
@@ -284,9 +295,11 @@ pub(crate) fn freshen_trace_ids(request: &mut ExportTraceServiceRequest, salt: u
         .flat_map(|s| &mut s.spans)
     {
         if let Some(head) = span.trace_id.get_mut(..8) {
-            let mixed = u64::from_be_bytes(head.try_into().unwrap_or([0; 8])) ^ salt;
+            let mixed = u64::from_be_bytes(head.try_into().unwrap_or([0; 8])) ^ fresh.salt;
             head.copy_from_slice(&mixed.to_be_bytes());
         }
+        span.start_time_unix_nano = span.start_time_unix_nano.saturating_add(fresh.shift_nanos);
+        span.end_time_unix_nano = span.end_time_unix_nano.saturating_add(fresh.shift_nanos);
     }
 }
 
@@ -386,21 +399,45 @@ mod tests {
         assert_eq!(lookups, 90);
     }
 
-    /// Every span of a trace gets the same new id; different salts give different ids.
+    /// Every span of a trace gets the same new id; different salts give
+    /// different ids; every span moves by the shift, durations unchanged.
     #[test]
-    fn fresh_trace_ids_keep_traces_whole() {
+    fn fresh_traces_keep_traces_whole() {
         let mut rng = fastrand::Rng::with_seed(2);
         let request = request(&mut rng, &shape(100, 10, 0.0), 1_800_000_000_000_000_000);
         let mut a = request.clone();
         let mut b = request.clone();
-        freshen_trace_ids(&mut a, 1);
-        freshen_trace_ids(&mut b, 2);
+        let shift_nanos = 7_000_000_000;
+        freshen(
+            &mut a,
+            Freshen {
+                salt: 1,
+                shift_nanos,
+            },
+        );
+        freshen(
+            &mut b,
+            Freshen {
+                salt: 2,
+                shift_nanos: 0,
+            },
+        );
         let ids = |r: &ExportTraceServiceRequest| -> HashSet<Vec<u8>> {
             spans(r).map(|s| s.trace_id.clone()).collect()
         };
         assert_eq!(ids(&a).len(), ids(&request).len());
         assert!(ids(&a).is_disjoint(&ids(&b)));
         assert!(ids(&a).is_disjoint(&ids(&request)));
+        for (moved, original) in spans(&a).zip(spans(&request)) {
+            assert_eq!(
+                moved.start_time_unix_nano,
+                original.start_time_unix_nano + shift_nanos
+            );
+            assert_eq!(
+                moved.end_time_unix_nano,
+                original.end_time_unix_nano + shift_nanos
+            );
+        }
     }
 
     #[test]
