@@ -35,6 +35,36 @@ impl Stacks {
         self.add_shared(stack, || Arc::from(stack), count, cap)
     }
 
+    /// [`Self::add`], taking the text of a stack new here from `neighbour`
+    /// when it holds the same stack. A series' consecutive buckets hold
+    /// mostly the same stacks: shared, an hour of buckets holds each text
+    /// once, not once a bucket.
+    pub fn add_beside(
+        &mut self,
+        stack: &str,
+        count: u64,
+        cap: usize,
+        neighbour: Option<&Stacks>,
+    ) -> usize {
+        self.add_shared(
+            stack,
+            || {
+                neighbour
+                    .and_then(|n| n.text(stack))
+                    .unwrap_or_else(|| Arc::from(stack))
+            },
+            count,
+            cap,
+        )
+    }
+
+    /// The held text of `stack`, shared.
+    fn text(&self, stack: &str) -> Option<Arc<str>> {
+        self.counts
+            .get_key_value(stack)
+            .map(|(text, _)| Arc::clone(text))
+    }
+
     fn add_shared(
         &mut self,
         stack: &str,
@@ -71,9 +101,25 @@ impl Stacks {
 
     /// Adds every stack of `other`; returns the bytes newly held.
     pub fn merge(&mut self, other: &Stacks, cap: usize) -> usize {
+        self.merge_beside(other, cap, None)
+    }
+
+    /// [`Self::merge`], taking the text of a stack new here from `neighbour`
+    /// when it holds it (see [`Self::add_beside`]), else from `other`.
+    pub fn merge_beside(
+        &mut self,
+        other: &Stacks,
+        cap: usize,
+        neighbour: Option<&Stacks>,
+    ) -> usize {
         let mut bytes = 0;
         for (stack, count) in &other.counts {
-            bytes += self.add_shared(stack, || Arc::clone(stack), *count, cap);
+            let text = || {
+                neighbour
+                    .and_then(|n| n.text(stack))
+                    .unwrap_or_else(|| Arc::clone(stack))
+            };
+            bytes += self.add_shared(stack, text, *count, cap);
         }
         self.overflowed = self.overflowed.saturating_add(other.overflowed);
         self.overflowed_stacks += other.overflowed_stacks;
@@ -112,7 +158,8 @@ impl Stacks {
         self.counts.iter().map(|(stack, count)| (&**stack, *count))
     }
 
-    /// Approximate bytes held: stack text plus the map's per-entry cost.
+    /// Approximate bytes held: stack text plus the map's per-entry cost. Text
+    /// shared with another bucket counts in each, so this is an upper bound.
     pub fn bytes(&self) -> usize {
         self.counts.keys().map(|stack| entry_bytes(stack)).sum()
     }

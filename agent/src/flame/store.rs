@@ -102,7 +102,9 @@ impl StackStore {
 
     /// Adds `stacks` at `time` (unix seconds) to the series `key`.
     pub fn add(&self, key: SeriesKey, time: u64, stacks: &Stacks, meta: CountMeta) {
-        self.add_with(key, time, meta, |target, cap| target.merge(stacks, cap));
+        self.add_with(key, time, meta, |target, cap, neighbour| {
+            target.merge_beside(stacks, cap, neighbour)
+        });
     }
 
     /// Adds `(stack, count)` pairs at `time` to the series `key`, copying
@@ -114,23 +116,24 @@ impl StackStore {
         time: u64,
         pairs: impl IntoIterator<Item = (&'a str, u64)>,
     ) {
-        self.add_with(key, time, CountMeta::default(), |target, cap| {
+        self.add_with(key, time, CountMeta::default(), |target, cap, neighbour| {
             pairs
                 .into_iter()
-                .map(|(stack, count)| target.add(stack, count, cap))
+                .map(|(stack, count)| target.add_beside(stack, count, cap, neighbour))
                 .sum()
         });
     }
 
     /// Finds (or makes) the bucket of `time` in the series `key` and lets
-    /// `merge` add to it under `max_stacks`; `merge` returns the bytes it
-    /// newly holds.
+    /// `merge` add to it under `max_stacks`, beside the series' bucket before
+    /// it (or after it, for the oldest) to share stack text with; `merge`
+    /// returns the bytes it newly holds.
     fn add_with(
         &self,
         key: SeriesKey,
         time: u64,
         meta: CountMeta,
-        merge: impl FnOnce(&mut Stacks, usize) -> usize,
+        merge: impl FnOnce(&mut Stacks, usize, Option<&Stacks>) -> usize,
     ) {
         let bucket = time - time % self.limits.bucket_seconds;
         let mut inner = self.lock();
@@ -174,9 +177,15 @@ impl StackStore {
                 0
             }
         };
-        let target = &mut series.buckets[index].1;
+        // Contiguous, the target and its neighbour are two borrows of one slice
+        // (a no-op unless the ring has wrapped since the last add).
+        let (before, from_target) = series.buckets.make_contiguous().split_at_mut(index);
+        let Some(((_, target), after)) = from_target.split_first_mut() else {
+            return; // `index` is a bucket found or inserted just above
+        };
+        let neighbour = before.last().or(after.first()).map(|(_, stacks)| stacks);
         let overflowed_before = target.overflowed_stacks;
-        let added = merge(target, self.limits.max_stacks);
+        let added = merge(target, self.limits.max_stacks, neighbour);
         self.metrics
             .overflow_stacks
             .inc_by(target.overflowed_stacks - overflowed_before);
@@ -400,6 +409,53 @@ mod tests {
             .collect();
         assert_eq!(times, [90, 100, 110]);
         assert!(store.select("b", |_| true, 0, 200).stacks.is_empty());
+    }
+
+    /// The texts a series' buckets hold for `stack`, oldest bucket first.
+    fn texts(store: &StackStore, key: &SeriesKey, stack: &str) -> Vec<Arc<str>> {
+        store.lock().series[key]
+            .buckets
+            .iter()
+            .filter_map(|(_, stacks)| stacks.shared().find(|(s, _)| &***s == stack))
+            .map(|(s, _)| Arc::clone(s))
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_buckets_share_the_text_of_a_stack() {
+        let store = store(limits());
+        let series = key("a", "x");
+        // Spans, one trace a bucket; then a profile, and a late trace landing
+        // before the oldest bucket.
+        for time in [100, 110, 120] {
+            store.add_pairs(series.clone(), time, [("m;f", 1), ("m;g", 1)]);
+        }
+        store.add(series.clone(), 130, &stacks("m;f 2\nm;h 1\n"), hz(99));
+        store.add_pairs(series.clone(), 90, [("m;f", 1)]);
+        let f = texts(&store, &series, "m;f");
+        assert_eq!(f.len(), 5);
+        assert!(
+            f.iter().all(|text| Arc::ptr_eq(text, &f[0])),
+            "one copy of m;f"
+        );
+        let g = texts(&store, &series, "m;g");
+        assert!(Arc::ptr_eq(&g[0], &g[2]));
+        // Counts are the bucket's own; a stack no neighbour holds gets a copy.
+        let all = store.buckets("a", |_| true, 90, 140);
+        let counts: Vec<_> = all
+            .iter()
+            .map(|(t, s)| (*t, s.get("m;f"), s.get("m;h")))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (90, Some(1), None),
+                (100, Some(1), None),
+                (110, Some(1), None),
+                (120, Some(1), None),
+                (130, Some(2), Some(1)),
+            ]
+        );
     }
 
     #[test]
