@@ -17,11 +17,16 @@ pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Distinct stacks with their counts, capped: once `cap` distinct stacks are
 /// held, counts of new stacks go to the single [`OTHER_FRAME`] stack.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Stacks {
     // Shared text: a query takes the stacks it needs by reference count,
     // not by copy, and releases the store's lock at once.
     counts: HashMap<Arc<str>, u64>,
+    /// The stacks once [`Self::close`]d, sorted by text (then `counts` is
+    /// empty): a store's bucket that time has moved past is read, seldom
+    /// written, and a slice holds a stack in 24 bytes where the map, rounded
+    /// up to a power of two with its control bytes, takes about twice that.
+    closed: Box<[(Arc<str>, u64)]>,
     /// Counts folded into [`OTHER_FRAME`] because of the cap.
     pub overflowed: u64,
     /// Distinct stacks that did not fit under the cap.
@@ -60,9 +65,45 @@ impl Stacks {
 
     /// The held text of `stack`, shared.
     fn text(&self, stack: &str) -> Option<Arc<str>> {
-        self.counts
-            .get_key_value(stack)
-            .map(|(text, _)| Arc::clone(text))
+        match self.counts.get_key_value(stack) {
+            Some((text, _)) => Some(Arc::clone(text)),
+            None => self.closed_entry(stack).map(|(text, _)| Arc::clone(text)),
+        }
+    }
+
+    fn closed_entry(&self, stack: &str) -> Option<&(Arc<str>, u64)> {
+        let at = self
+            .closed
+            .binary_search_by(|(text, _)| (**text).cmp(stack))
+            .ok()?;
+        self.closed.get(at)
+    }
+
+    /// Moves the stacks into the compact sorted form, for a bucket that is
+    /// mostly read from now on; adding to it again reopens it.
+    pub fn close(&mut self) {
+        if self.counts.is_empty() {
+            return;
+        }
+        let mut closed: Vec<(Arc<str>, u64)> =
+            std::mem::take(&mut self.counts).into_iter().collect();
+        closed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.closed = closed.into_boxed_slice();
+    }
+
+    /// Whether the stacks are in the closed form.
+    #[cfg(test)]
+    pub(crate) fn is_closed(&self) -> bool {
+        !self.closed.is_empty()
+    }
+
+    fn reopen(&mut self) {
+        if !self.closed.is_empty() {
+            self.counts = std::mem::take(&mut self.closed)
+                .into_vec()
+                .into_iter()
+                .collect();
+        }
     }
 
     fn add_shared(
@@ -72,6 +113,7 @@ impl Stacks {
         count: u64,
         cap: usize,
     ) -> usize {
+        self.reopen();
         if let Some(held) = self.counts.get_mut(stack) {
             *held = held.saturating_add(count);
             return 0;
@@ -113,13 +155,13 @@ impl Stacks {
         neighbour: Option<&Stacks>,
     ) -> usize {
         let mut bytes = 0;
-        for (stack, count) in &other.counts {
+        for (stack, count) in other.shared() {
             let text = || {
                 neighbour
                     .and_then(|n| n.text(stack))
                     .unwrap_or_else(|| Arc::clone(stack))
             };
-            bytes += self.add_shared(stack, text, *count, cap);
+            bytes += self.add_shared(stack, text, count, cap);
         }
         self.overflowed = self.overflowed.saturating_add(other.overflowed);
         self.overflowed_stacks += other.overflowed_stacks;
@@ -128,40 +170,47 @@ impl Stacks {
 
     /// Distinct stacks held.
     pub fn len(&self) -> usize {
-        self.counts.len()
+        self.counts.len() + self.closed.len()
     }
 
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.len() == 0
     }
 
     /// Every count added together.
     pub fn total(&self) -> u64 {
-        self.counts
-            .values()
-            .fold(0_u64, |sum, count| sum.saturating_add(*count))
+        self.iter()
+            .fold(0_u64, |sum, (_, count)| sum.saturating_add(count))
     }
 
     /// The count of one stack.
     pub fn get(&self, stack: &str) -> Option<u64> {
-        self.counts.get(stack).copied()
+        match self.counts.get(stack) {
+            Some(count) => Some(*count),
+            None => self.closed_entry(stack).map(|(_, count)| *count),
+        }
     }
 
     /// Stacks (shared) and counts, in no particular order.
     pub fn shared(&self) -> impl Iterator<Item = (&Arc<str>, u64)> {
-        self.counts.iter().map(|(stack, count)| (stack, *count))
+        let closed = self.closed.iter().map(|(stack, count)| (stack, *count));
+        self.counts
+            .iter()
+            .map(|(stack, count)| (stack, *count))
+            .chain(closed)
     }
 
     /// Stacks and counts, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.counts.iter().map(|(stack, count)| (&**stack, *count))
+        self.shared().map(|(stack, count)| (&**stack, count))
     }
 
-    /// Approximate bytes held: stack text plus the map's per-entry cost. Text
-    /// shared with another bucket counts in each, so this is an upper bound.
+    /// Approximate bytes held: stack text plus the map's per-entry cost
+    /// (counted so when closed too). Text shared with another bucket counts
+    /// in each, so this is an upper bound.
     pub fn bytes(&self) -> usize {
-        self.counts.keys().map(|stack| entry_bytes(stack)).sum()
+        self.iter().map(|(stack, _)| entry_bytes(stack)).sum()
     }
 
     /// The folded text, sorted by stack (inferno's input order), one
@@ -172,6 +221,20 @@ impl Stacks {
         folded_text(lines)
     }
 }
+
+/// Equal when they hold the same stacks, counts and overflow, open or closed.
+impl PartialEq for Stacks {
+    fn eq(&self, other: &Self) -> bool {
+        self.overflowed == other.overflowed
+            && self.overflowed_stacks == other.overflowed_stacks
+            && self.len() == other.len()
+            && self
+                .iter()
+                .all(|(stack, count)| other.get(stack) == Some(count))
+    }
+}
+
+impl Eq for Stacks {}
 
 /// Stacks gathered from any number of buckets, merged and sorted by stack:
 /// what a query renders.
@@ -412,6 +475,34 @@ mod tests {
             parse_folded(b"ok 1\n\xff 2\n", 10).unwrap_err(),
             FoldedError::NotUtf8 { offset: 5 }
         );
+    }
+
+    #[test]
+    fn closed_stacks_read_the_same_and_reopen_on_add() {
+        let open = parse_folded(b"main;a 3\nmain;b 5\nmain 1\n", usize::MAX).unwrap();
+        let mut closed = open.clone();
+        closed.close();
+        assert!(closed.counts.is_empty() && closed.closed.len() == 3);
+        assert_eq!(closed, open);
+        assert_eq!(
+            (closed.len(), closed.total(), closed.bytes()),
+            (3, 9, open.bytes())
+        );
+        assert_eq!(closed.get("main;b"), Some(5));
+        assert_eq!(closed.get("main;c"), None);
+        assert_eq!(closed.to_folded(), open.to_folded());
+        // A neighbour's closed text is shared, not copied.
+        let mut next = Stacks::default();
+        next.add_beside("main;a", 1, usize::MAX, Some(&closed));
+        let held = closed.text("main;a").unwrap();
+        assert!(Arc::ptr_eq(&next.text("main;a").unwrap(), &held));
+        // Adding reopens, under the same cap.
+        closed.add("main;a", 1, 3);
+        closed.add("main;c", 2, 3);
+        assert!(closed.closed.is_empty());
+        assert_eq!(closed.get("main;a"), Some(4));
+        assert_eq!(closed.get(OTHER_FRAME), Some(2));
+        assert_eq!(closed.overflowed_stacks, 1);
     }
 
     #[test]

@@ -186,9 +186,19 @@ impl StackStore {
         let neighbour = before.last().or(after.first()).map(|(_, stacks)| stacks);
         let overflowed_before = target.overflowed_stacks;
         let added = merge(target, self.limits.max_stacks, neighbour);
+        let overflowed_now = target.overflowed_stacks;
+        // Buckets two or more behind the newest are closed: late spans still
+        // land in the one just behind it, and an hour of buckets held open
+        // took twice the memory. A late add to an older one closes it again.
+        let len = series.buckets.len();
+        for i in [index, len.saturating_sub(3)] {
+            if i + 2 < len {
+                series.buckets[i].1.close();
+            }
+        }
         self.metrics
             .overflow_stacks
-            .inc_by(target.overflowed_stacks - overflowed_before);
+            .inc_by(overflowed_now - overflowed_before);
         inner.bytes += added;
         self.enforce_bytes(&mut inner, &key, bucket);
         self.publish(&inner);
@@ -440,6 +450,13 @@ mod tests {
         );
         let g = texts(&store, &series, "m;g");
         assert!(Arc::ptr_eq(&g[0], &g[2]));
+        // All but the two newest buckets are closed, the late one too.
+        let closed: Vec<bool> = store.lock().series[&series]
+            .buckets
+            .iter()
+            .map(|(_, stacks)| stacks.is_closed())
+            .collect();
+        assert_eq!(closed, [true, true, true, false, false]);
         // Counts are the bucket's own; a stack no neighbour holds gets a copy.
         let all = store.buckets("a", |_| true, 90, 140);
         let counts: Vec<_> = all
