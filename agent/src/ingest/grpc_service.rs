@@ -2,7 +2,8 @@
 //! serves what opentelemetry-proto's generated servers serve (the same
 //! service names, messages and tonic machinery: compression, size limits,
 //! status codes) and differs in its codec alone: a request is decoded from
-//! one contiguous slice. The generated servers' codec decodes through tonic's
+//! its own bytes, split off tonic's buffer without a copy. The generated
+//! servers' codec decodes through tonic's
 //! buffer type, every varint read a call through its `Buf` wrapper: for the
 //! same 20,200 spans callgrind counted 243 M instructions of decoding that
 //! way against 191 M here, and the request's size for the memory budget now
@@ -100,7 +101,7 @@ where
         }
         let service = self.clone();
         Box::pin(async move {
-            let mut grpc = Grpc::new(SliceCodec::<R>::default())
+            let mut grpc = Grpc::new(BytesCodec::<R>::default())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(service.max_request_size);
@@ -151,27 +152,27 @@ fn unavailable(refusal: Refusal, retry_after: Duration) -> Status {
     )
 }
 
-/// Decodes `R` from a contiguous slice, encodes its response with prost.
-struct SliceCodec<R>(PhantomData<fn() -> R>);
+/// Decodes `R` from the message's bytes, encodes its response with prost.
+struct BytesCodec<R>(PhantomData<fn() -> R>);
 
-impl<R> Default for SliceCodec<R> {
+impl<R> Default for BytesCodec<R> {
     fn default() -> Self {
         Self(PhantomData)
     }
 }
 
-impl<R: OtlpRequest> Codec for SliceCodec<R> {
+impl<R: OtlpRequest> Codec for BytesCodec<R> {
     type Encode = R::Response;
     type Decode = Decoded<R>;
     type Encoder = ResponseEncoder<R::Response>;
-    type Decoder = SliceDecoder<R>;
+    type Decoder = BytesDecoder<R>;
 
     fn encoder(&mut self) -> Self::Encoder {
         ResponseEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        SliceDecoder(PhantomData)
+        BytesDecoder(PhantomData)
     }
 }
 
@@ -188,23 +189,18 @@ impl<T: prost::Message> Encoder for ResponseEncoder<T> {
     }
 }
 
-struct SliceDecoder<R>(PhantomData<fn() -> R>);
+struct BytesDecoder<R>(PhantomData<fn() -> R>);
 
-impl<R: OtlpRequest> Decoder for SliceDecoder<R> {
+impl<R: OtlpRequest> Decoder for BytesDecoder<R> {
     type Item = Decoded<R>;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Decoded<R>>, Status> {
         let decoded_len = buf.remaining();
-        // tonic gathers a message's frames into one buffer before it calls
-        // the decoder; should that ever change, the pieces are joined first.
-        let message = if buf.chunk().len() == decoded_len {
-            let message = R::decode(buf.chunk());
-            buf.advance(decoded_len);
-            message
-        } else {
-            R::decode(buf.copy_to_bytes(decoded_len))
-        };
+        // tonic holds the message in one buffer, so this is a split, not a
+        // copy; decoding from `Bytes` costs what decoding from a slice did
+        // (callgrind, BENCHMARKS.md session 10) and has no second path.
+        let message = R::decode(buf.copy_to_bytes(decoded_len));
         let message = message.map_err(|e| {
             let expected = std::any::type_name::<R>()
                 .rsplit("::")
