@@ -20,6 +20,9 @@ pub enum DropReason {
     Rejected,
     /// Still queued when the agent stopped.
     Shutdown,
+    /// An accepted request the agent could not decode for sending: a fault
+    /// in the agent (its in-place check passed what prost refuses), logged.
+    Undecodable,
 }
 
 impl DropReason {
@@ -29,6 +32,7 @@ impl DropReason {
             Self::QueueFull => "queue_full",
             Self::Rejected => "rejected",
             Self::Shutdown => "shutdown",
+            Self::Undecodable => "undecodable",
         }
     }
 }
@@ -92,6 +96,7 @@ impl ForwardCounters {
                 DropReason::QueueFull,
                 DropReason::Rejected,
                 DropReason::Shutdown,
+                DropReason::Undecodable,
             ] {
                 let _ = counters.dropped.get_or_create(&drop_labels(signal, reason));
             }

@@ -12,13 +12,13 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::counters::ForwardCounters;
+use super::counters::{DropReason, ForwardCounters};
 use super::lane::Lane;
 use super::sender::Sender;
 use super::upstream::{Exportable, Upstream};
 use super::{ExportError, SignalSource, golden};
 use crate::config::{Redactor, UpstreamConfig};
-use crate::ingest::Batch;
+use crate::ingest::{Batch, Signal};
 use crate::pipeline::Sink;
 
 /// How long tasks get to notice the stop token after the flush deadline.
@@ -143,7 +143,17 @@ impl Forwarder {
 impl Sink for Forwarder {
     fn take(&self, batch: Batch) {
         match batch {
-            Batch::Traces(request) => self.traces.offer(request),
+            Batch::Traces(batch) => match batch.to_request() {
+                Ok(request) => self.traces.offer(request),
+                Err(error) => {
+                    tracing::error!(%error, spans = batch.spans(), "an accepted trace request could not be decoded for forwarding");
+                    self.traces.counters().dropped(
+                        Signal::Traces,
+                        DropReason::Undecodable,
+                        batch.spans(),
+                    );
+                }
+            },
             Batch::Metrics(request) => self.metrics.offer(request),
         }
     }

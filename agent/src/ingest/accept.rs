@@ -1,6 +1,7 @@
-//! The one path every OTLP request takes after decoding, whatever the
-//! transport: validate, queue, answer with partial success.
+//! The one path every OTLP request body takes, whatever the transport: read
+//! and validate, queue, answer with partial success.
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -8,22 +9,33 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use super::{Batch, IngestQueue, Refusal, Signal, Validated, validate_metrics, validate_traces};
+use super::decode::{self, DecodeError, Encoding};
+use super::{Batch, IngestQueue, Refusal, Signal, TraceBatch, Validated, validate_metrics};
+
+/// A request body read: the batch of its valid items and what validation
+/// kept and removed.
+#[derive(Debug)]
+pub struct ReadRequest {
+    /// The valid items.
+    pub batch: Batch,
+    /// Its size for the queue's memory budget: the protobuf held for traces,
+    /// the body for metrics.
+    pub bytes: usize,
+    /// Kept and removed items.
+    pub validated: Validated,
+}
 
 /// An OTLP export request type (traces or metrics) and its response.
-pub trait OtlpRequest: prost::Message + Default + DeserializeOwned + Send + 'static {
+pub trait OtlpRequest: Send + 'static {
     /// The matching response.
     type Response: prost::Message + Serialize + Default + Send + 'static;
     /// Which signal it carries.
     const SIGNAL: Signal;
     /// Its gRPC service, as opentelemetry-proto names it.
     const GRPC_SERVICE: &'static str;
-    /// Removes invalid items, reporting what was kept and removed.
-    fn validate(&mut self) -> Validated;
-    /// Wraps it for the queue.
-    fn into_batch(self) -> Batch;
+    /// Reads a body in `encoding` (decompressed), removing invalid items.
+    fn read(body: Bytes, encoding: Encoding) -> Result<ReadRequest, DecodeError>;
     /// The response reporting `validated`'s rejections.
     fn response(validated: Validated) -> Self::Response;
 }
@@ -34,12 +46,16 @@ impl OtlpRequest for ExportTraceServiceRequest {
     const GRPC_SERVICE: &'static str =
         opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::SERVICE_NAME;
 
-    fn validate(&mut self) -> Validated {
-        validate_traces(self)
-    }
-
-    fn into_batch(self) -> Batch {
-        Batch::Traces(self)
+    fn read(body: Bytes, encoding: Encoding) -> Result<ReadRequest, DecodeError> {
+        let (batch, validated) = match encoding {
+            Encoding::Protobuf => TraceBatch::from_protobuf(body)?,
+            Encoding::Json => TraceBatch::from_request(decode::decode(&body, encoding)?),
+        };
+        Ok(ReadRequest {
+            bytes: batch.encoded_len(),
+            batch: Batch::Traces(batch),
+            validated,
+        })
     }
 
     fn response(validated: Validated) -> Self::Response {
@@ -58,12 +74,14 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     const GRPC_SERVICE: &'static str =
         opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::SERVICE_NAME;
 
-    fn validate(&mut self) -> Validated {
-        validate_metrics(self)
-    }
-
-    fn into_batch(self) -> Batch {
-        Batch::Metrics(self)
+    fn read(body: Bytes, encoding: Encoding) -> Result<ReadRequest, DecodeError> {
+        let mut request: Self = decode::decode(&body, encoding)?;
+        let validated = validate_metrics(&mut request);
+        Ok(ReadRequest {
+            batch: Batch::Metrics(request),
+            bytes: body.len(),
+            validated,
+        })
     }
 
     fn response(validated: Validated) -> Self::Response {
@@ -76,20 +94,23 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     }
 }
 
-/// Validates and queues a decoded request of `decoded_bytes`.
+/// Counts the invalid items of a request read, queues its valid ones.
 pub fn accept<R: OtlpRequest>(
     queue: &IngestQueue,
-    mut request: R,
-    decoded_bytes: usize,
+    request: ReadRequest,
 ) -> Result<R::Response, Refusal> {
-    let validated = request.validate();
+    let ReadRequest {
+        batch,
+        bytes,
+        validated,
+    } = request;
     if validated.rejected > 0 {
         queue
             .metrics
             .rejected(R::SIGNAL, "invalid", validated.rejected);
     }
     if validated.items > 0 {
-        queue.offer(request.into_batch(), validated.items, decoded_bytes)?;
+        queue.offer(batch, validated.items, bytes)?;
     }
     Ok(R::response(validated))
 }

@@ -1,14 +1,12 @@
 //! The OTLP/gRPC `Export` method, one generic service for both signals. It
 //! serves what opentelemetry-proto's generated servers serve (the same
 //! service names, messages and tonic machinery: compression, size limits,
-//! status codes) and differs in its codec alone: a request is decoded from
-//! its own bytes, split off tonic's buffer without a copy. The generated
-//! servers' codec decodes through tonic's
-//! buffer type, every varint read a call through its `Buf` wrapper: for the
-//! same 20,200 spans callgrind counted 243 M instructions of decoding that
-//! way against 191 M here, and the request's size for the memory budget now
-//! comes with the decoding instead of a second walk over the message
-//! (BENCHMARKS.md, session 9).
+//! status codes) and differs in its codec alone: a request is read from its
+//! own bytes, split off tonic's buffer without a copy, by the same
+//! [`OtlpRequest::read`] as OTLP/HTTP, so traces are checked in place rather
+//! than decoded (see [`super::TraceBatch`]). The generated servers' codec
+//! decodes through tonic's buffer type, every varint read a call through its
+//! `Buf` wrapper (BENCHMARKS.md, sessions 9 and 11).
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -24,16 +22,9 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::accept::{OtlpRequest, accept};
+use super::accept::{OtlpRequest, ReadRequest, accept};
+use super::decode::{DecodeError, Encoding};
 use super::{IngestQueue, Refusal};
-
-/// A decoded request and its size on the wire once decompressed (what the
-/// queue's memory budget counts, as for HTTP).
-#[derive(Debug)]
-pub(super) struct Decoded<R> {
-    message: R,
-    decoded_len: usize,
-}
 
 /// The `Export` method of the service for `R` (traces or metrics), served on
 /// that service's path.
@@ -126,17 +117,13 @@ fn out_of_range_is_resource_exhausted<B>(response: &mut http::Response<B>) {
     }
 }
 
-impl<R: OtlpRequest> UnaryService<Decoded<R>> for ExportService<R> {
+impl<R: OtlpRequest> UnaryService<ReadRequest> for ExportService<R> {
     type Response = R::Response;
     type Future = Ready<Result<Response<R::Response>, Status>>;
 
-    fn call(&mut self, request: Request<Decoded<R>>) -> Self::Future {
-        let Decoded {
-            message,
-            decoded_len,
-        } = request.into_inner();
+    fn call(&mut self, request: Request<ReadRequest>) -> Self::Future {
         ready(
-            accept(&self.queue, message, decoded_len)
+            accept::<R>(&self.queue, request.into_inner())
                 .map(Response::new)
                 .map_err(|refusal| unavailable(refusal, self.queue.retry_after)),
         )
@@ -152,7 +139,7 @@ fn unavailable(refusal: Refusal, retry_after: Duration) -> Status {
     )
 }
 
-/// Decodes `R` from the message's bytes, encodes its response with prost.
+/// Reads `R` from the message's bytes, encodes its response with prost.
 struct BytesCodec<R>(PhantomData<fn() -> R>);
 
 impl<R> Default for BytesCodec<R> {
@@ -163,7 +150,7 @@ impl<R> Default for BytesCodec<R> {
 
 impl<R: OtlpRequest> Codec for BytesCodec<R> {
     type Encode = R::Response;
-    type Decode = Decoded<R>;
+    type Decode = ReadRequest;
     type Encoder = ResponseEncoder<R::Response>;
     type Decoder = BytesDecoder<R>;
 
@@ -192,25 +179,23 @@ impl<T: prost::Message> Encoder for ResponseEncoder<T> {
 struct BytesDecoder<R>(PhantomData<fn() -> R>);
 
 impl<R: OtlpRequest> Decoder for BytesDecoder<R> {
-    type Item = Decoded<R>;
+    type Item = ReadRequest;
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Decoded<R>>, Status> {
-        let decoded_len = buf.remaining();
-        // tonic holds the message in one buffer, so this is a split, not a
-        // copy; decoding from `Bytes` costs what decoding from a slice did
-        // (callgrind, BENCHMARKS.md session 10) and has no second path.
-        let message = R::decode(buf.copy_to_bytes(decoded_len));
-        let message = message.map_err(|e| {
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<ReadRequest>, Status> {
+        // tonic holds the message in one buffer, so this is a split, not a copy.
+        let message = buf.copy_to_bytes(buf.remaining());
+        let read = R::read(message, Encoding::Protobuf).map_err(|e| {
             let expected = std::any::type_name::<R>()
                 .rsplit("::")
                 .next()
                 .unwrap_or("message");
-            Status::invalid_argument(format!("not a protobuf {expected}: {e}"))
+            let reason = match e {
+                DecodeError::Protobuf(reason) => reason,
+                other => other.to_string(),
+            };
+            Status::invalid_argument(format!("not a protobuf {expected}: {reason}"))
         })?;
-        Ok(Some(Decoded {
-            message,
-            decoded_len,
-        }))
+        Ok(Some(read))
     }
 }

@@ -78,11 +78,11 @@ async fn export<R: OtlpRequest>(
         Ok(bytes) => bytes,
         Err(e) => return reject::<R>(&state, &e, encoding),
     };
-    let message: R = match decode::decode(&decoded, encoding) {
-        Ok(message) => message,
+    let read = match R::read(decoded, encoding) {
+        Ok(read) => read,
         Err(e) => return reject::<R>(&state, &e, encoding),
     };
-    match accept(&state.queue, message, decoded.len()) {
+    match accept::<R>(&state.queue, read) {
         Ok(response) => (
             StatusCode::OK,
             [(

@@ -11,14 +11,18 @@ mod grpc_service;
 mod http;
 mod metrics;
 mod queue;
+mod trace_batch;
+mod trace_schema;
 pub(crate) mod validate;
+mod wire;
 
-pub use accept::{OtlpRequest, accept};
+pub use accept::{OtlpRequest, ReadRequest, accept};
 pub use decode::{DecodeError, Encoding};
 pub use grpc::OtlpGrpcServer;
 pub use http::{HttpIngestState, OtlpHttpServer, router as otlp_http_router};
 pub use metrics::IngestMetrics;
 pub use queue::{Batch, IngestQueue, QueuedBatch, Refusal};
+pub use trace_batch::{AttributeValue, ResourceSpansRef, SpanRef, TraceBatch};
 pub use validate::{Validated, validate_metrics, validate_traces};
 
 /// Which OTLP signal a request carries (a metric label).

@@ -7,16 +7,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::mpsc;
 
-use super::{IngestMetrics, Signal};
+use super::{IngestMetrics, Signal, TraceBatch};
 
 /// One accepted request.
 #[derive(Debug)]
 pub enum Batch {
-    /// Spans.
-    Traces(ExportTraceServiceRequest),
+    /// Spans, as the protobuf they arrived in.
+    Traces(TraceBatch),
     /// Metric data points.
     Metrics(ExportMetricsServiceRequest),
 }

@@ -6,7 +6,6 @@ use std::fmt::Write;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use opentelemetry_proto::tonic::trace::v1::Span;
 
 /// What validation kept and removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +18,10 @@ pub struct Validated {
     pub message: Option<String>,
 }
 
+/// Invalid spans counted by reason: one classifier for decoded requests and
+/// for requests read in place.
 #[derive(Debug, Default)]
-struct Reasons {
+pub(crate) struct Reasons {
     trace_id: u64,
     span_id: u64,
     parent_span_id: u64,
@@ -28,22 +29,43 @@ struct Reasons {
 }
 
 impl Reasons {
-    fn classify(&mut self, span: &Span) -> bool {
-        let bad = if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+    /// Whether a span of these ids and times is valid; counts it if not.
+    pub(crate) fn classify(
+        &mut self,
+        trace_id: &[u8],
+        span_id: &[u8],
+        parent_span_id: &[u8],
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+    ) -> bool {
+        let bad = if trace_id.len() != 16 || trace_id.iter().all(|b| *b == 0) {
             &mut self.trace_id
-        } else if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+        } else if span_id.len() != 8 || span_id.iter().all(|b| *b == 0) {
             &mut self.span_id
-        } else if !(span.parent_span_id.is_empty() || span.parent_span_id.len() == 8) {
+        } else if !(parent_span_id.is_empty() || parent_span_id.len() == 8) {
             &mut self.parent_span_id
-        } else if span.start_time_unix_nano == 0
-            || span.end_time_unix_nano < span.start_time_unix_nano
-        {
+        } else if start_unix_nanos == 0 || end_unix_nanos < start_unix_nanos {
             &mut self.times
         } else {
             return true;
         };
         *bad += 1;
         false
+    }
+
+    /// Spans found invalid.
+    pub(crate) fn total(&self) -> u64 {
+        self.trace_id + self.span_id + self.parent_span_id + self.times
+    }
+
+    /// What validation kept (`kept` spans) and removed.
+    pub(crate) fn validated(&self, kept: u64) -> Validated {
+        let rejected = self.total();
+        Validated {
+            items: kept,
+            rejected,
+            message: (rejected > 0).then(|| self.message()),
+        }
     }
 
     fn message(&self) -> String {
@@ -72,18 +94,21 @@ pub fn validate_traces(request: &mut ExportTraceServiceRequest) -> Validated {
     let mut kept = 0u64;
     for resource in &mut request.resource_spans {
         for scope in &mut resource.scope_spans {
-            scope.spans.retain(|span| reasons.classify(span));
+            scope.spans.retain(|span| {
+                reasons.classify(
+                    &span.trace_id,
+                    &span.span_id,
+                    &span.parent_span_id,
+                    span.start_time_unix_nano,
+                    span.end_time_unix_nano,
+                )
+            });
             kept += scope.spans.len() as u64;
         }
         resource.scope_spans.retain(|scope| !scope.spans.is_empty());
     }
     request.resource_spans.retain(|r| !r.scope_spans.is_empty());
-    let rejected = reasons.trace_id + reasons.span_id + reasons.parent_span_id + reasons.times;
-    Validated {
-        items: kept,
-        rejected,
-        message: (rejected > 0).then(|| reasons.message()),
-    }
+    reasons.validated(kept)
 }
 
 /// Counts data points; removes metrics without a name (nothing can use them).
@@ -126,7 +151,7 @@ pub(crate) fn data_points(data: Option<&Data>) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     use super::*;
 

@@ -101,12 +101,13 @@ impl TraceBuilder {
 
     fn build(self) -> AssembledTrace {
         let service: Arc<str> = Arc::from("shop");
+        let batch = crate::signals::testdata::request("shop", self.spans);
         AssembledTrace {
             trace_id: [7; 16],
-            spans: self
-                .spans
-                .iter()
-                .map(|s| AssembledSpan::from_otlp(&service, s).unwrap().1)
+            spans: batch
+                .resource_spans()
+                .flat_map(|resource| resource.spans())
+                .map(|s| AssembledSpan::from_otlp(&service, &s).unwrap().1)
                 .collect(),
             partial: false,
             dropped_spans: 0,

@@ -5,8 +5,10 @@
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
+
+use crate::ingest::{AttributeValue, ResourceSpansRef, SpanRef};
 
 /// The service of spans whose resource has no `service.name` (the SDK default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
@@ -39,34 +41,41 @@ impl EntrySpan<'_> {
     }
 }
 
-/// `service.name` of a resource.
+/// `service.name` of a decoded resource (metrics).
 pub fn service_name(resource: Option<&Resource>) -> &str {
-    resource
-        .and_then(|r| string_attribute(&r.attributes, "service.name"))
-        .filter(|name| !name.is_empty())
+    or_unknown(resource.and_then(|r| string_attribute(&r.attributes, "service.name")))
+}
+
+/// `service.name` of a resource read in place (traces).
+pub fn span_service<'a>(resource: &ResourceSpansRef<'a>) -> &'a str {
+    or_unknown(resource.service_name())
+}
+
+fn or_unknown(name: Option<&str>) -> &str {
+    name.filter(|name| !name.is_empty())
         .unwrap_or(UNKNOWN_SERVICE)
 }
 
 /// The span as an entry span, or `None` for spans inside a service (INTERNAL,
 /// CLIENT, PRODUCER), which the golden signals do not count.
-pub fn entry_span(span: &Span) -> Option<EntrySpan<'_>> {
-    let kind = SpanKind::try_from(span.kind).ok()?;
-    if !matches!(kind, SpanKind::Server | SpanKind::Consumer) {
+pub fn entry_span<'a>(span: &SpanRef<'a>) -> Option<EntrySpan<'a>> {
+    if span.kind != SpanKind::Server as i32 && span.kind != SpanKind::Consumer as i32 {
         return None;
     }
-    let route = string_attribute(&span.attributes, "http.route")
-        .filter(|route| !route.is_empty())
-        .unwrap_or(&span.name);
-    let http_status = int_attribute(&span.attributes, "http.response.status_code")
-        .or_else(|| int_attribute(&span.attributes, "http.status_code"));
-    let status_error = span
-        .status
-        .as_ref()
-        .is_some_and(|s| s.code == StatusCode::Error as i32);
+    let route = match span.attribute("http.route") {
+        Some(AttributeValue::Str(route)) if !route.is_empty() => route,
+        _ => span.name,
+    };
+    let http_status = span
+        .attribute("http.response.status_code")
+        .and_then(AttributeValue::as_int)
+        .or_else(|| {
+            span.attribute("http.status_code")
+                .and_then(AttributeValue::as_int)
+        });
+    let status_error = span.status_code == StatusCode::Error as i32;
     // Validation rejected spans that end before they start; saturate anyway.
-    let nanos = span
-        .end_time_unix_nano
-        .saturating_sub(span.start_time_unix_nano);
+    let nanos = span.end_unix_nanos.saturating_sub(span.start_unix_nanos);
     #[allow(clippy::cast_precision_loss)] // nanoseconds as f64 are exact below 104 days
     let duration_seconds = nanos as f64 / 1e9;
     Some(EntrySpan {
@@ -92,33 +101,17 @@ pub(crate) fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Opt
     }
 }
 
-/// An integer attribute; some SDKs send status codes as strings.
-fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
-    match attribute(attributes, key)? {
-        any_value::Value::IntValue(i) => Some(*i),
-        any_value::Value::StringValue(s) => s.trim().parse().ok(),
-        #[allow(clippy::cast_possible_truncation)] // status codes are small integers
-        any_value::Value::DoubleValue(d) if d.fract() == 0.0 => Some(*d as i64),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::trace::v1::Status;
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
     use super::*;
-
-    fn kv(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..KeyValue::default()
-        }
-    }
+    use crate::signals::testdata::{kv, request};
 
     fn span(kind: SpanKind, attributes: Vec<KeyValue>) -> Span {
         Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
             name: "GET".into(),
             kind: kind as i32,
             start_time_unix_nano: 1_000_000_000,
@@ -126,6 +119,14 @@ mod tests {
             attributes,
             ..Span::default()
         }
+    }
+
+    /// What `read` makes of the span as an entry span, read from its request.
+    fn entry<T>(span: Span, read: impl FnOnce(Option<EntrySpan<'_>>) -> T) -> T {
+        let batch = request("shop", vec![span]);
+        let resource = batch.resource_spans().next().expect("a resource");
+        let span = resource.spans().next().expect("a span");
+        read(entry_span(&span))
     }
 
     #[test]
@@ -136,10 +137,10 @@ mod tests {
             SpanKind::Producer,
             SpanKind::Unspecified,
         ] {
-            assert!(entry_span(&span(kind, vec![])).is_none(), "{kind:?}");
+            assert!(entry(span(kind, vec![]), |e| e.is_none()), "{kind:?}");
         }
-        assert!(entry_span(&span(SpanKind::Server, vec![])).is_some());
-        assert!(entry_span(&span(SpanKind::Consumer, vec![])).is_some());
+        assert!(entry(span(SpanKind::Server, vec![]), |e| e.is_some()));
+        assert!(entry(span(SpanKind::Consumer, vec![]), |e| e.is_some()));
     }
 
     #[test]
@@ -151,54 +152,64 @@ mod tests {
                 any_value::Value::StringValue("/users/{id}".into()),
             )],
         );
-        let entry = entry_span(&with_route).unwrap();
-        assert_eq!(entry.route, "/users/{id}");
-        assert!((entry.duration_seconds - 0.25).abs() < 1e-12);
-        assert_eq!(
-            entry_span(&span(SpanKind::Server, vec![])).unwrap().route,
-            "GET"
-        );
+        entry(with_route, |e| {
+            let e = e.unwrap();
+            assert_eq!(e.route, "/users/{id}");
+            assert!((e.duration_seconds - 0.25).abs() < 1e-12);
+        });
+        let route = entry(span(SpanKind::Server, vec![]), |e| {
+            e.unwrap().route.to_owned()
+        });
+        assert_eq!(route, "GET");
     }
 
     #[test]
     fn errors_from_status_or_either_http_status_name() {
-        let new_name = span(
-            SpanKind::Server,
-            vec![kv(
-                "http.response.status_code",
-                any_value::Value::IntValue(503),
-            )],
+        let status_of = |key: &str, value: any_value::Value| {
+            entry(span(SpanKind::Server, vec![kv(key, value)]), |e| {
+                let e = e.unwrap();
+                (e.failed, e.status_class())
+            })
+        };
+        assert_eq!(
+            status_of("http.response.status_code", any_value::Value::IntValue(503)),
+            (true, "5xx")
         );
-        let old_name = span(
-            SpanKind::Server,
-            vec![kv(
+        assert_eq!(
+            status_of(
                 "http.status_code",
-                any_value::Value::StringValue("500".into()),
-            )],
+                any_value::Value::StringValue("500".into())
+            ),
+            (true, "5xx")
         );
-        let client_error = span(
-            SpanKind::Server,
-            vec![kv(
+        // JavaScript SDKs send numbers as doubles.
+        assert_eq!(
+            status_of(
                 "http.response.status_code",
-                any_value::Value::IntValue(404),
-            )],
+                any_value::Value::DoubleValue(502.0)
+            ),
+            (true, "5xx")
+        );
+        assert_eq!(
+            status_of("http.response.status_code", any_value::Value::IntValue(404)),
+            (false, "4xx")
         );
         let mut status_error = span(SpanKind::Consumer, vec![]);
         status_error.status = Some(Status {
             code: StatusCode::Error as i32,
             message: "boom".into(),
         });
-        assert!(entry_span(&new_name).unwrap().failed);
-        assert_eq!(entry_span(&new_name).unwrap().status_class(), "5xx");
-        assert!(entry_span(&old_name).unwrap().failed);
-        assert!(!entry_span(&client_error).unwrap().failed);
-        assert_eq!(entry_span(&client_error).unwrap().status_class(), "4xx");
-        assert!(entry_span(&status_error).unwrap().failed);
-        assert_eq!(entry_span(&status_error).unwrap().status_class(), "error");
         assert_eq!(
-            entry_span(&span(SpanKind::Consumer, vec![]))
+            entry(status_error, |e| {
+                let e = e.unwrap();
+                (e.failed, e.status_class())
+            }),
+            (true, "error")
+        );
+        assert_eq!(
+            entry(span(SpanKind::Consumer, vec![]), |e| e
                 .unwrap()
-                .status_class(),
+                .status_class()),
             "ok"
         );
     }
@@ -214,5 +225,11 @@ mod tests {
             ..Resource::default()
         };
         assert_eq!(service_name(Some(&resource)), "shop");
+        let batch = request("", vec![span(SpanKind::Server, vec![])]);
+        let resource = batch.resource_spans().next().unwrap();
+        assert_eq!(span_service(&resource), UNKNOWN_SERVICE);
+        let batch = request("shop", vec![span(SpanKind::Server, vec![])]);
+        let resource = batch.resource_spans().next().unwrap();
+        assert_eq!(span_service(&resource), "shop");
     }
 }

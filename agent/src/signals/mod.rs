@@ -14,7 +14,7 @@ pub(crate) mod testdata;
 
 use std::sync::Arc;
 
-pub use entry::{EntrySpan, UNKNOWN_SERVICE, entry_span, service_name};
+pub use entry::{EntrySpan, UNKNOWN_SERVICE, entry_span, service_name, span_service};
 pub use saturation::{AppValue, DiskUse, HostSaturation, Saturation};
 pub use snapshot::{Latency, RouteSignals, Window};
 pub use store::{OVERFLOW, Point, RouteDetail, SignalStore, unix_now};

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use super::entry::{entry_span, service_name};
+use super::entry::{entry_span, span_service};
 use super::prom::{RequestMetrics, SeriesMetrics};
 use super::ring::{Bucket, History, Totals};
 use super::snapshot::{RouteSignals, Window};
+use crate::ingest::TraceBatch;
 
 /// The route (and, past the cap, the service) that spans of new series count in
 /// once `signals.max_series` is reached.
@@ -93,12 +93,12 @@ impl SignalStore {
     }
 
     /// Counts every entry span of the request at `now`.
-    pub fn observe_traces(&self, request: &ExportTraceServiceRequest, now: u64) {
+    pub fn observe_traces(&self, batch: &TraceBatch, now: u64) {
         let mut map = self.lock();
-        for resource_spans in &request.resource_spans {
-            let service = service_name(resource_spans.resource.as_ref());
-            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
-                let Some(entry) = entry_span(span) else {
+        for resource in batch.resource_spans() {
+            let service = span_service(&resource);
+            for span in resource.spans() {
+                let Some(entry) = entry_span(&span) else {
                     continue;
                 };
                 let series = self.series_for(&mut map, service, entry.route);

@@ -1,5 +1,7 @@
 //! OTLP requests for unit tests of the signals and their readers.
 
+use crate::ingest::TraceBatch;
+
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -18,6 +20,8 @@ pub(crate) fn kv(key: &str, value: any_value::Value) -> KeyValue {
 /// A span of `kind` on `route` lasting `millis` with HTTP status `status`.
 pub(crate) fn span(kind: SpanKind, route: &str, millis: u64, status: i64) -> Span {
     Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
         name: format!("GET {route}"),
         kind: kind as i32,
         start_time_unix_nano: 1,
@@ -33,9 +37,10 @@ pub(crate) fn span(kind: SpanKind, route: &str, millis: u64, status: i64) -> Spa
     }
 }
 
-/// One service's spans as an export request.
-pub(crate) fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
+/// One service's spans as an accepted export request (spans without valid
+/// ids and times are left out).
+pub(crate) fn request(service: &str, spans: Vec<Span>) -> TraceBatch {
+    let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![kv(
@@ -50,5 +55,6 @@ pub(crate) fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequ
             }],
             ..ResourceSpans::default()
         }],
-    }
+    };
+    TraceBatch::from_request(request).0
 }

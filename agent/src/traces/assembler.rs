@@ -22,7 +22,7 @@ use super::span::{AssembledSpan, AssembledTrace, Completion, TraceId};
 use crate::config::TracesConfig;
 use crate::ingest::Batch;
 use crate::pipeline::Observer;
-use crate::signals::service_name;
+use crate::signals::span_service;
 
 /// Evicted traces waiting for the background task, at most; beyond it the
 /// oldest are dropped unanalysed (counted), so a flood of evictions cannot
@@ -350,18 +350,14 @@ impl Observer for TraceAssembler {
         let Batch::Traces(request) = batch else {
             return;
         };
-        let mut spans = Vec::new();
-        for resource in &request.resource_spans {
-            let service: Arc<str> = Arc::from(service_name(resource.resource.as_ref()));
-            for scope in &resource.scope_spans {
-                spans.reserve(scope.spans.len());
-                spans.extend(
-                    scope
-                        .spans
-                        .iter()
-                        .filter_map(|span| AssembledSpan::from_otlp(&service, span)),
-                );
-            }
+        let mut spans = Vec::with_capacity(usize::try_from(request.spans()).unwrap_or(0));
+        for resource in request.resource_spans() {
+            let service: Arc<str> = Arc::from(span_service(&resource));
+            spans.extend(
+                resource
+                    .spans()
+                    .filter_map(|span| AssembledSpan::from_otlp(&service, &span)),
+            );
         }
         self.add_spans(spans, Instant::now());
     }

@@ -12,7 +12,7 @@
 //! [`MAX_ATTRIBUTE_BYTES`](super::MAX_ATTRIBUTE_BYTES) long, so a `u16` holds
 //! every length.
 
-use serde::Serialize;
+use crate::ingest::AttributeValue;
 
 /// The stable semantic-convention names attributes are kept under.
 pub(super) const STORED_NAMES: [&str; 13] = [
@@ -35,20 +35,6 @@ const TAG_STR: u8 = 0;
 const TAG_INT: u8 = 1;
 const TAG_FLOAT: u8 = 2;
 const TAG_BOOL: u8 = 3;
-
-/// An attribute value as kept, borrowed from where it is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum AttributeValue<'a> {
-    /// A string.
-    Str(&'a str),
-    /// An integer.
-    Int(i64),
-    /// A floating-point number.
-    Float(f64),
-    /// A boolean.
-    Bool(bool),
-}
 
 /// The index of a stored name in [`STORED_NAMES`] (a `const fn`, so the
 /// table of accepted names is checked when the agent is compiled).

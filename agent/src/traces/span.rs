@@ -8,14 +8,13 @@
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::common::v1::any_value;
-use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind as ProtoKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde::Serialize;
 
-pub use super::packed::AttributeValue;
 use super::packed::{Packed, stored_index};
+pub use crate::ingest::AttributeValue;
+use crate::ingest::SpanRef;
 
 /// A trace id: 16 bytes, shown as 32 lowercase hex digits.
 pub type TraceId = [u8; 16];
@@ -236,13 +235,10 @@ impl AssembledSpan {
         }
     }
 
-    /// An integer attribute by its stable name (strings holding integers too).
+    /// An integer attribute by its stable name (strings holding integers and
+    /// whole floats too).
     pub fn int_attribute(&self, key: &str) -> Option<i64> {
-        match self.attribute(key)? {
-            AttributeValue::Int(i) => Some(i),
-            AttributeValue::Str(s) => s.trim().parse().ok(),
-            _ => None,
-        }
+        self.attribute(key)?.as_int()
     }
 
     /// An attribute by its stable name; `None` for a name that is not kept.
@@ -257,31 +253,24 @@ impl AssembledSpan {
 
     /// Converts an OTLP span; `None` when its ids do not have OTLP's sizes
     /// (ingest validation removes those, this only stays safe).
-    pub fn from_otlp(service: &Arc<str>, span: &Span) -> Option<(TraceId, Self)> {
-        let trace_id: TraceId = span.trace_id.as_slice().try_into().ok()?;
-        let span_id = u64::from_be_bytes(span.span_id.as_slice().try_into().ok()?);
+    pub fn from_otlp(service: &Arc<str>, span: &SpanRef<'_>) -> Option<(TraceId, Self)> {
+        let trace_id: TraceId = span.trace_id.try_into().ok()?;
+        let span_id = u64::from_be_bytes(span.span_id.try_into().ok()?);
         let parent_id = match span.parent_span_id.len() {
             0 => None,
-            _ => NonZeroU64::new(u64::from_be_bytes(
-                span.parent_span_id.as_slice().try_into().ok()?,
-            )),
+            _ => NonZeroU64::new(u64::from_be_bytes(span.parent_span_id.try_into().ok()?)),
         };
-        // The kept values are borrowed from the request and packed once.
+        // The kept values are borrowed from the request and packed once;
+        // arrays, maps and bytes are not kept.
         let mut kept = Kept::new();
-        for kv in &span.attributes {
-            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => AttributeValue::Str(s),
-                Some(any_value::Value::IntValue(i)) => AttributeValue::Int(*i),
-                Some(any_value::Value::DoubleValue(d)) => AttributeValue::Float(*d),
-                Some(any_value::Value::BoolValue(b)) => AttributeValue::Bool(*b),
-                // Arrays, maps and bytes are not kept.
-                _ => continue,
-            };
-            kept.offer(&kv.key, value);
+        for (key, value) in span.attributes() {
+            if let Some(value) = value {
+                kept.offer(key, value);
+            }
         }
-        let status = match span.status.as_ref().map(|s| s.code) {
-            Some(code) if code == StatusCode::Error as i32 => Status::Error,
-            Some(code) if code == StatusCode::Ok as i32 => Status::Ok,
+        let status = match span.status_code {
+            code if code == StatusCode::Error as i32 => Status::Error,
+            code if code == StatusCode::Ok as i32 => Status::Ok,
             _ => Status::Unset,
         };
         let kind = match ProtoKind::try_from(span.kind) {
@@ -292,7 +281,7 @@ impl AssembledSpan {
             Ok(ProtoKind::Consumer) => Kind::Consumer,
             _ => Kind::Unspecified,
         };
-        let (name, _) = cut_to(&span.name, MAX_ATTRIBUTE_BYTES);
+        let (name, _) = cut_to(span.name, MAX_ATTRIBUTE_BYTES);
         Some((
             trace_id,
             Self {
@@ -300,8 +289,8 @@ impl AssembledSpan {
                 span_id,
                 parent_id,
                 kind,
-                start_unix_nanos: span.start_time_unix_nano,
-                end_unix_nanos: span.end_time_unix_nano.max(span.start_time_unix_nano),
+                start_unix_nanos: span.start_unix_nanos,
+                end_unix_nanos: span.end_unix_nanos.max(span.start_unix_nanos),
                 status,
                 truncated_attribute: kept.truncated,
                 packed: Packed::new(name, kept.as_slice()),
@@ -476,6 +465,9 @@ fn serialize_trace_id<S: serde::Serializer>(id: &TraceId, s: S) -> Result<S::Ok,
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+
     use super::*;
 
     fn kv(key: &str, value: any_value::Value) -> opentelemetry_proto::tonic::common::v1::KeyValue {
@@ -484,6 +476,21 @@ mod tests {
             value: Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(value) }),
             ..Default::default()
         }
+    }
+
+    /// The span as the assembler keeps it, read from an accepted request.
+    fn assembled(span: Span) -> AssembledSpan {
+        let span = Span {
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            ..span
+        };
+        let batch = crate::signals::testdata::request("svc", vec![span]);
+        let resource = batch.resource_spans().next().expect("a resource");
+        let span = resource.spans().next().expect("a valid span");
+        AssembledSpan::from_otlp(&Arc::from("svc"), &span)
+            .unwrap()
+            .1
     }
 
     #[test]
@@ -504,7 +511,7 @@ mod tests {
             ],
             ..Span::default()
         };
-        let (_, span) = AssembledSpan::from_otlp(&Arc::from("svc"), &otlp).unwrap();
+        let span = assembled(otlp);
         assert_eq!(
             span.attributes().collect::<Vec<_>>(),
             [
@@ -529,7 +536,7 @@ mod tests {
             attributes: vec![kv("db.statement", any_value::Value::StringValue(long))],
             ..Span::default()
         };
-        let (_, span) = AssembledSpan::from_otlp(&Arc::from("svc"), &otlp).unwrap();
+        let span = assembled(otlp);
         assert!(span.truncated_attribute);
         assert_eq!(span.name().len(), MAX_ATTRIBUTE_BYTES);
         assert_eq!(

@@ -11,7 +11,7 @@ use crate::signals::{Latency, RouteSignals, Window};
 
 /// `count` spans named `{name}`, from service `shop`.
 fn spans(name: &str, count: usize) -> Batch {
-    Batch::Traces(ExportTraceServiceRequest {
+    let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![KeyValue {
@@ -26,7 +26,11 @@ fn spans(name: &str, count: usize) -> Batch {
             scope_spans: vec![ScopeSpans {
                 spans: vec![
                     Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
                         name: name.into(),
+                        start_time_unix_nano: 1,
+                        end_time_unix_nano: 2,
                         ..Default::default()
                     };
                     count
@@ -35,7 +39,8 @@ fn spans(name: &str, count: usize) -> Batch {
             }],
             ..Default::default()
         }],
-    })
+    };
+    Batch::Traces(crate::ingest::TraceBatch::from_request(request).0)
 }
 
 fn start(fake: &FakeUpstream, extra: &str) -> (Arc<Forwarder>, Registry) {
