@@ -22,7 +22,7 @@ pub use grpc::OtlpGrpcServer;
 pub use http::{HttpIngestState, OtlpHttpServer, router as otlp_http_router};
 pub use metrics::IngestMetrics;
 pub use queue::{Batch, IngestQueue, QueuedBatch, Refusal};
-pub use trace_batch::{AttributeValue, ResourceSpansRef, SpanRef, TraceBatch};
+pub use trace_batch::{AttributeValue, READ_ATTRIBUTES, ResourceSpansRef, SpanRef, TraceBatch};
 pub use validate::{Validated, validate_metrics, validate_traces};
 
 /// Which OTLP signal a request carries (a metric label).

@@ -1,15 +1,16 @@
 //! An accepted trace export request, kept as the protobuf bytes it arrived in
-//! and read through borrowed views. A request is checked once against the OTLP
-//! schema (what prost's decoder would refuse is refused here) and its spans
-//! validated; the pipeline's observers then read the few fields they need in
-//! place, and the forwarder decodes the request only when an upstream is
-//! configured. Only a request with invalid spans is decoded on arrival, to
-//! remove them, and encoded again.
+//! and read in place. A request is checked once against the OTLP schema (what
+//! prost's decoder refuses is refused here), then indexed in one pass: per
+//! span its ids, name, kind, times and status, and the attributes of
+//! [`READ_ATTRIBUTES`], each recorded as where it lies in the bytes. Observers
+//! read the index and parse nothing. The forwarder decodes the request only
+//! when an upstream is configured; a request with invalid spans is decoded on
+//! arrival, cleaned and encoded again.
 //!
-//! Decoding with prost cost an allocation per id, name, attribute key and
-//! string value, and a free for each once the batch was done with: half the
-//! instructions the agent spent per span at 1,000 spans/s (BENCHMARKS.md,
-//! session 11).
+//! Why not decode with prost: that costs an allocation for each id, name,
+//! attribute key and string value of every span, a free for each once the
+//! batch is done with, and a copy of attributes nothing reads
+//! (BENCHMARKS.md, session 11).
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -50,11 +51,86 @@ impl AttributeValue<'_> {
     }
 }
 
-/// A checked trace export request whose spans are all valid.
+/// The span attributes the agent reads, as `(name sent, stable name)`: what
+/// trace assembly keeps and the golden signals read, under the stable
+/// semantic-convention names and the older ones SDKs in the field still send
+/// (`db.statement` for `db.query.text`). The index records these alone, so
+/// observers never parse an attribute.
+pub const READ_ATTRIBUTES: [(&str, &str); 21] = [
+    ("http.route", "http.route"),
+    ("http.request.method", "http.request.method"),
+    ("http.method", "http.request.method"),
+    ("http.response.status_code", "http.response.status_code"),
+    ("http.status_code", "http.response.status_code"),
+    ("url.full", "url.full"),
+    ("http.url", "url.full"),
+    ("url.path", "url.path"),
+    ("server.address", "server.address"),
+    ("server.port", "server.port"),
+    ("db.system.name", "db.system.name"),
+    ("db.system", "db.system.name"),
+    ("db.query.text", "db.query.text"),
+    ("db.statement", "db.query.text"),
+    ("db.operation.name", "db.operation.name"),
+    ("db.operation", "db.operation.name"),
+    ("db.collection.name", "db.collection.name"),
+    ("db.sql.table", "db.collection.name"),
+    ("db.namespace", "db.namespace"),
+    ("db.name", "db.namespace"),
+    ("error.type", "error.type"),
+];
+
+/// A checked trace export request whose spans are all valid, with an index
+/// of its spans made in one pass, so observers read no field twice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceBatch {
     bytes: Bytes,
-    spans: u64,
+    resources: Vec<ResourceEntry>,
+    spans: Vec<SpanEntry>,
+    attributes: Vec<AttributeEntry>,
+}
+
+/// Where a part of the request lies in its bytes.
+type Span32 = (u32, u32);
+
+/// One `ResourceSpans`: its `service.name` and its spans in the index.
+#[derive(Debug, Clone, PartialEq)]
+struct ResourceEntry {
+    service: Option<Span32>,
+    spans: std::ops::Range<usize>,
+}
+
+/// An attribute of [`READ_ATTRIBUTES`] as found in a span.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AttributeEntry {
+    /// Its index in [`READ_ATTRIBUTES`].
+    name: u8,
+    /// `None` when not a scalar.
+    value: Option<ScalarEntry>,
+}
+
+/// A scalar attribute value, a string as where it lies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ScalarEntry {
+    Str(Span32),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// What observers read of one span, found once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SpanEntry {
+    trace_id: Span32,
+    span_id: Span32,
+    parent_span_id: Span32,
+    name: Span32,
+    /// Its attributes of [`READ_ATTRIBUTES`], in the batch's list.
+    attributes: Span32,
+    kind: i32,
+    status_code: i32,
+    start_unix_nanos: u64,
+    end_unix_nanos: u64,
 }
 
 impl TraceBatch {
@@ -63,23 +139,22 @@ impl TraceBatch {
     pub fn from_protobuf(bytes: Bytes) -> Result<(Self, Validated), DecodeError> {
         wire::check(TraceMessage::Request, &bytes)
             .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+        let batch = Self::index(bytes);
         let mut reasons = Reasons::default();
-        let mut kept = 0;
-        for span in resource_spans(&bytes).flat_map(|resource| resource.spans()) {
-            if reasons.classify(
+        for span in batch.resource_spans().flat_map(|resource| resource.spans()) {
+            reasons.classify(
                 span.trace_id,
                 span.span_id,
                 span.parent_span_id,
                 span.start_unix_nanos,
                 span.end_unix_nanos,
-            ) {
-                kept += 1;
-            }
+            );
         }
         if reasons.total() == 0 {
-            return Ok((Self { bytes, spans: kept }, reasons.validated(kept)));
+            let validated = reasons.validated(batch.spans());
+            return Ok((batch, validated));
         }
-        let request = ExportTraceServiceRequest::decode(bytes)
+        let request = ExportTraceServiceRequest::decode(batch.bytes)
             .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
         Ok(Self::from_request(request))
     }
@@ -88,26 +163,71 @@ impl TraceBatch {
     /// spans removed.
     pub fn from_request(mut request: ExportTraceServiceRequest) -> (Self, Validated) {
         let validated = validate_traces(&mut request);
-        let batch = Self {
-            bytes: Bytes::from(request.encode_to_vec()),
-            spans: validated.items,
-        };
-        (batch, validated)
+        (Self::index(Bytes::from(request.encode_to_vec())), validated)
+    }
+
+    /// Indexes checked (or prost-encoded) bytes.
+    fn index(bytes: Bytes) -> Self {
+        let mut resources = Vec::new();
+        let mut spans = Vec::new();
+        let mut attributes = Vec::new();
+        let at = Locator(&bytes);
+        for resource_spans in messages(&bytes, tag::REQUEST_RESOURCE_SPANS) {
+            let first = spans.len();
+            let mut service = Lookup::NotFound;
+            for field in Fields::of(resource_spans) {
+                match field {
+                    (tag::RESOURCE_SPANS_RESOURCE, Value::Bytes(resource)) => {
+                        if let Lookup::NotFound = service {
+                            service = service_name(resource);
+                        }
+                    }
+                    (tag::RESOURCE_SPANS_SCOPE_SPANS, Value::Bytes(scope)) => {
+                        for span in messages(scope, tag::SCOPE_SPANS_SPANS) {
+                            spans.push(SpanEntry::read(span, at, &mut attributes));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let service = match service {
+                Lookup::Found(Some(name)) => Some(at.span(name)),
+                Lookup::Found(None) | Lookup::NotFound => None,
+            };
+            resources.push(ResourceEntry {
+                service,
+                spans: first..spans.len(),
+            });
+        }
+        Self {
+            bytes,
+            resources,
+            spans,
+            attributes,
+        }
     }
 
     /// Spans in it.
     pub fn spans(&self) -> u64 {
-        self.spans
+        self.spans.len() as u64
     }
 
-    /// Its size in bytes: what it holds in memory.
+    /// What it holds in memory, in bytes: the request and its index.
     pub fn encoded_len(&self) -> usize {
         self.bytes.len()
+            + self.spans.len() * std::mem::size_of::<SpanEntry>()
+            + self.attributes.len() * std::mem::size_of::<AttributeEntry>()
+            + self.resources.len() * std::mem::size_of::<ResourceEntry>()
     }
 
     /// Its resources and their spans, in request order.
     pub fn resource_spans(&self) -> impl Iterator<Item = ResourceSpansRef<'_>> {
-        resource_spans(&self.bytes)
+        self.resources.iter().map(|resource| ResourceSpansRef {
+            bytes: &self.bytes,
+            attributes: &self.attributes,
+            service: resource.service.map(|name| text(slice(&self.bytes, name))),
+            spans: self.spans.get(resource.spans.clone()).unwrap_or_default(),
+        })
     }
 
     /// The request decoded, for the forwarder's merging and sending.
@@ -116,8 +236,43 @@ impl TraceBatch {
     }
 }
 
-fn resource_spans(request: &[u8]) -> impl Iterator<Item = ResourceSpansRef<'_>> {
-    messages(request, tag::REQUEST_RESOURCE_SPANS).map(ResourceSpansRef)
+/// Offsets of sub-slices of one buffer.
+#[derive(Clone, Copy)]
+struct Locator<'a>(&'a [u8]);
+
+impl Locator<'_> {
+    /// Where `part`, a sub-slice of the buffer, lies in it.
+    fn span(self, part: &[u8]) -> Span32 {
+        let start = (part.as_ptr() as usize).wrapping_sub(self.0.as_ptr() as usize);
+        // Requests are bounded far below 4 GiB (ingest.max_request_size).
+        let start = u32::try_from(start).unwrap_or(u32::MAX);
+        let len = u32::try_from(part.len()).unwrap_or(0);
+        (start, len)
+    }
+}
+
+fn slice(bytes: &[u8], (start, len): Span32) -> &[u8] {
+    let start = start as usize;
+    bytes.get(start..start + len as usize).unwrap_or_default()
+}
+
+/// A `service.name` lookup across a resource's occurrences: the first
+/// attribute of that name decides, string or not.
+enum Lookup<'a> {
+    NotFound,
+    Found(Option<&'a [u8]>),
+}
+
+fn service_name(resource: &[u8]) -> Lookup<'_> {
+    for attribute in messages(resource, tag::RESOURCE_ATTRIBUTES).map(Attribute::read) {
+        if attribute.key == b"service.name" {
+            return Lookup::Found(match attribute.value() {
+                Some(RawScalar::Str(name)) => Some(name),
+                _ => None,
+            });
+        }
+    }
+    Lookup::NotFound
 }
 
 /// The length-delimited fields of `message` with tag `tag`.
@@ -128,33 +283,130 @@ fn messages(message: &[u8], tag: u32) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+impl SpanEntry {
+    /// Reads a checked `Span` message (the last of a repeated scalar wins,
+    /// repeated statuses merge: what prost's decoder does), its attributes of
+    /// [`READ_ATTRIBUTES`] appended to `attributes`.
+    fn read(message: &[u8], at: Locator<'_>, attributes: &mut Vec<AttributeEntry>) -> Self {
+        let empty = at.span(&message[..0]);
+        let first_attribute = attributes.len();
+        let mut span = Self {
+            trace_id: empty,
+            span_id: empty,
+            parent_span_id: empty,
+            name: empty,
+            attributes: (0, 0),
+            kind: 0,
+            status_code: 0,
+            start_unix_nanos: 0,
+            end_unix_nanos: 0,
+        };
+        for field in Fields::of(message) {
+            match field {
+                (tag::SPAN_TRACE_ID, Value::Bytes(id)) => span.trace_id = at.span(id),
+                (tag::SPAN_SPAN_ID, Value::Bytes(id)) => span.span_id = at.span(id),
+                (tag::SPAN_PARENT_SPAN_ID, Value::Bytes(id)) => span.parent_span_id = at.span(id),
+                (tag::SPAN_NAME, Value::Bytes(name)) => span.name = at.span(name),
+                #[allow(clippy::cast_possible_truncation)] // int32 on the wire, as prost reads it
+                (tag::SPAN_KIND, Value::Varint(kind)) => span.kind = kind as i32,
+                (tag::SPAN_START, Value::Fixed64(nanos)) => span.start_unix_nanos = nanos,
+                (tag::SPAN_END, Value::Fixed64(nanos)) => span.end_unix_nanos = nanos,
+                (tag::SPAN_ATTRIBUTES, Value::Bytes(key_value)) => {
+                    let attribute = Attribute::read(key_value);
+                    if let Some(name) = read_index(attribute.key) {
+                        attributes.push(AttributeEntry {
+                            name,
+                            value: attribute.value().map(|value| match value {
+                                RawScalar::Str(text) => ScalarEntry::Str(at.span(text)),
+                                RawScalar::Int(i) => ScalarEntry::Int(i),
+                                RawScalar::Float(f) => ScalarEntry::Float(f),
+                                RawScalar::Bool(b) => ScalarEntry::Bool(b),
+                            }),
+                        });
+                    }
+                }
+                (tag::SPAN_STATUS, Value::Bytes(status)) => {
+                    for field in Fields::of(status) {
+                        #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
+                        if let (tag::STATUS_CODE, Value::Varint(code)) = field {
+                            span.status_code = code as i32;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Far fewer than 4 Gi attributes fit in a request.
+        let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        span.attributes = (
+            index(first_attribute),
+            index(attributes.len() - first_attribute),
+        );
+        span
+    }
+}
+
+/// The index in [`READ_ATTRIBUTES`] of an attribute named `key`.
+fn read_index(key: &[u8]) -> Option<u8> {
+    // Most keys are not read; their length alone tells most of them.
+    if key.len() >= 64 || READ_LENGTHS & (1 << key.len()) == 0 {
+        return None;
+    }
+    let index = READ_ATTRIBUTES
+        .iter()
+        .position(|(name, _)| name.as_bytes() == key)?;
+    // 21 names.
+    u8::try_from(index).ok()
+}
+
+/// Bit `n` set when a name of [`READ_ATTRIBUTES`] is `n` bytes long.
+const READ_LENGTHS: u64 = {
+    let mut lengths = 0;
+    let mut i = 0;
+    while i < READ_ATTRIBUTES.len() {
+        lengths |= 1 << READ_ATTRIBUTES[i].0.len();
+        i += 1;
+    }
+    lengths
+};
+
 /// One `ResourceSpans` of a checked request.
 #[derive(Debug, Clone, Copy)]
-pub struct ResourceSpansRef<'a>(&'a [u8]);
+pub struct ResourceSpansRef<'a> {
+    bytes: &'a [u8],
+    attributes: &'a [AttributeEntry],
+    service: Option<&'a str>,
+    spans: &'a [SpanEntry],
+}
 
 impl<'a> ResourceSpansRef<'a> {
     /// The resource's `service.name` (the first attribute of that name), when
     /// it is a string.
     pub fn service_name(&self) -> Option<&'a str> {
-        let attributes = messages(self.0, tag::RESOURCE_SPANS_RESOURCE)
-            .flat_map(|resource| messages(resource, tag::RESOURCE_ATTRIBUTES));
-        for attribute in attributes {
-            let (key, value) = key_value(attribute);
-            if key == "service.name" {
-                return match value {
-                    Some(AttributeValue::Str(name)) => Some(name),
-                    _ => None,
-                };
-            }
-        }
-        None
+        self.service
     }
 
     /// Its spans, every scope's, in order.
     pub fn spans(&self) -> impl Iterator<Item = SpanRef<'a>> + use<'a> {
-        messages(self.0, tag::RESOURCE_SPANS_SCOPE_SPANS)
-            .flat_map(|scope| messages(scope, tag::SCOPE_SPANS_SPANS))
-            .map(SpanRef::read)
+        let (bytes, attributes) = (self.bytes, self.attributes);
+        self.spans.iter().map(move |span| SpanRef {
+            bytes,
+            trace_id: slice(bytes, span.trace_id),
+            span_id: slice(bytes, span.span_id),
+            parent_span_id: slice(bytes, span.parent_span_id),
+            name: slice(bytes, span.name),
+            kind: span.kind,
+            start_unix_nanos: span.start_unix_nanos,
+            end_unix_nanos: span.end_unix_nanos,
+            status_code: span.status_code,
+            attributes: {
+                let (start, len) = span.attributes;
+                let start = start as usize;
+                attributes
+                    .get(start..start + len as usize)
+                    .unwrap_or_default()
+            },
+        })
     }
 }
 
@@ -168,8 +420,8 @@ pub struct SpanRef<'a> {
     pub span_id: &'a [u8],
     /// Empty for a root, else 8 bytes.
     pub parent_span_id: &'a [u8],
-    /// The span name.
-    pub name: &'a str,
+    /// The name's bytes (UTF-8: the request was checked), see [`Self::name`].
+    name: &'a [u8],
     /// The span kind, as OTLP numbers it.
     pub kind: i32,
     /// Start, Unix nanoseconds.
@@ -178,97 +430,119 @@ pub struct SpanRef<'a> {
     pub end_unix_nanos: u64,
     /// The status code, as OTLP numbers it (0 when the span has no status).
     pub status_code: i32,
-    message: &'a [u8],
+    /// The request's bytes, where its texts lie.
+    bytes: &'a [u8],
+    /// Its attributes of [`READ_ATTRIBUTES`].
+    attributes: &'a [AttributeEntry],
 }
 
 impl<'a> SpanRef<'a> {
-    /// Reads a checked `Span` message (the last of a repeated scalar wins,
-    /// repeated statuses merge: what prost's decoder does).
-    fn read(message: &'a [u8]) -> Self {
-        let mut span = Self {
-            trace_id: &[],
-            span_id: &[],
-            parent_span_id: &[],
-            name: "",
-            kind: 0,
-            start_unix_nanos: 0,
-            end_unix_nanos: 0,
-            status_code: 0,
-            message,
-        };
-        for field in Fields::of(message) {
-            match field {
-                (tag::SPAN_TRACE_ID, Value::Bytes(id)) => span.trace_id = id,
-                (tag::SPAN_SPAN_ID, Value::Bytes(id)) => span.span_id = id,
-                (tag::SPAN_PARENT_SPAN_ID, Value::Bytes(id)) => span.parent_span_id = id,
-                (tag::SPAN_NAME, Value::Bytes(name)) => span.name = text(name),
-                #[allow(clippy::cast_possible_truncation)] // int32 on the wire, as prost reads it
-                (tag::SPAN_KIND, Value::Varint(kind)) => span.kind = kind as i32,
-                (tag::SPAN_START, Value::Fixed64(nanos)) => span.start_unix_nanos = nanos,
-                (tag::SPAN_END, Value::Fixed64(nanos)) => span.end_unix_nanos = nanos,
-                (tag::SPAN_STATUS, Value::Bytes(status)) => {
-                    for field in Fields::of(status) {
-                        #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
-                        if let (tag::STATUS_CODE, Value::Varint(code)) = field {
-                            span.status_code = code as i32;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        span
+    /// The span name.
+    pub fn name(&self) -> &'a str {
+        text(self.name)
     }
 
-    /// Its attributes in order: the key, and the value when it is a scalar
-    /// (`None` for an array, a map, bytes or no value).
-    pub fn attributes(
+    /// Its attributes of [`READ_ATTRIBUTES`] in request order: the index in
+    /// that table and the value, when a scalar (`None` for an array, a map,
+    /// bytes or no value).
+    pub fn read_attributes(
         &self,
-    ) -> impl Iterator<Item = (&'a str, Option<AttributeValue<'a>>)> + use<'a> {
-        messages(self.message, tag::SPAN_ATTRIBUTES).map(key_value)
+    ) -> impl Iterator<Item = (usize, Option<AttributeValue<'a>>)> + use<'a> {
+        let bytes = self.bytes;
+        self.attributes.iter().map(move |attribute| {
+            let value = attribute.value.map(|value| match value {
+                ScalarEntry::Str(at) => AttributeValue::Str(text(slice(bytes, at))),
+                ScalarEntry::Int(i) => AttributeValue::Int(i),
+                ScalarEntry::Float(f) => AttributeValue::Float(f),
+                ScalarEntry::Bool(b) => AttributeValue::Bool(b),
+            });
+            (usize::from(attribute.name), value)
+        })
     }
 
-    /// The value of the first attribute named `key`, when it is a scalar.
+    /// The value of the first attribute named `key` (a name sent, of
+    /// [`READ_ATTRIBUTES`]; any other name reads as absent), when a scalar.
     pub fn attribute(&self, key: &str) -> Option<AttributeValue<'a>> {
-        self.attributes()
-            .find(|(name, _)| *name == key)
+        self.read_attributes()
+            .find(|(name, _)| READ_ATTRIBUTES[*name].0 == key)
             .and_then(|(_, value)| value)
     }
 }
 
-/// A checked `KeyValue`: its key and scalar value. The last value field wins,
-/// and within it the last of the `oneof` (prost merges repeated messages).
-fn key_value(message: &[u8]) -> (&str, Option<AttributeValue<'_>>) {
-    let mut key = "";
-    let mut value = None;
-    for field in Fields::of(message) {
-        match field {
-            (tag::KEY_VALUE_KEY, Value::Bytes(bytes)) => key = text(bytes),
-            (tag::KEY_VALUE_VALUE, Value::Bytes(any)) => {
-                for field in Fields::of(any) {
-                    match field {
-                        (tag::ANY_STRING, Value::Bytes(bytes)) => {
-                            value = Some(AttributeValue::Str(text(bytes)));
-                        }
-                        (tag::ANY_BOOL, Value::Varint(b)) => {
-                            value = Some(AttributeValue::Bool(b != 0))
-                        }
-                        #[allow(clippy::cast_possible_wrap)] // int64 on the wire
-                        (tag::ANY_INT, Value::Varint(i)) => {
-                            value = Some(AttributeValue::Int(i as i64))
-                        }
-                        (tag::ANY_DOUBLE, Value::Fixed64(bits)) => {
-                            value = Some(AttributeValue::Float(f64::from_bits(bits)));
-                        }
-                        (other, _) if tag::ANY_OTHERS.contains(&other) => value = None,
-                        _ => {}
-                    }
+/// One attribute (`KeyValue`) of a checked request, its value read on demand.
+#[derive(Debug, Clone, Copy)]
+struct Attribute<'a> {
+    /// The key's bytes (UTF-8: the request was checked).
+    key: &'a [u8],
+    /// The last value field.
+    value: &'a [u8],
+    /// Value fields seen: more than one merge (rare, but prost does it).
+    values: u32,
+    message: &'a [u8],
+}
+
+/// A scalar value as it lies in the request (a string not yet read as text).
+#[derive(Debug, Clone, Copy)]
+enum RawScalar<'a> {
+    Str(&'a [u8]),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl<'a> Attribute<'a> {
+    fn read(message: &'a [u8]) -> Self {
+        let mut attribute = Self {
+            key: &[],
+            value: &[],
+            values: 0,
+            message,
+        };
+        for field in Fields::of(message) {
+            match field {
+                (tag::KEY_VALUE_KEY, Value::Bytes(key)) => attribute.key = key,
+                (tag::KEY_VALUE_VALUE, Value::Bytes(value)) => {
+                    attribute.value = value;
+                    attribute.values += 1;
                 }
+                _ => {}
             }
+        }
+        attribute
+    }
+
+    /// The value when it is a scalar (`None` for an array, a map, bytes or no
+    /// value). The last value field wins, and within it the last of the
+    /// `oneof` (prost merges repeated messages).
+    fn value(&self) -> Option<RawScalar<'a>> {
+        let mut value = None;
+        if self.values > 1 {
+            for any in messages(self.message, tag::KEY_VALUE_VALUE) {
+                merge_any_value(any, &mut value);
+            }
+        } else {
+            merge_any_value(self.value, &mut value);
+        }
+        value
+    }
+}
+
+/// Reads an `AnyValue` into `value`: a scalar replaces it, any other kind
+/// clears it, an empty message leaves it.
+fn merge_any_value<'a>(any: &'a [u8], value: &mut Option<RawScalar<'a>>) {
+    for field in Fields::of(any) {
+        match field {
+            (tag::ANY_STRING, Value::Bytes(text)) => *value = Some(RawScalar::Str(text)),
+            (tag::ANY_BOOL, Value::Varint(b)) => *value = Some(RawScalar::Bool(b != 0)),
+            #[allow(clippy::cast_possible_wrap)] // int64 on the wire
+            (tag::ANY_INT, Value::Varint(i)) => *value = Some(RawScalar::Int(i as i64)),
+            (tag::ANY_DOUBLE, Value::Fixed64(bits)) => {
+                *value = Some(RawScalar::Float(f64::from_bits(bits)));
+            }
+            (other, _) if tag::ANY_OTHERS.contains(&other) => *value = None,
             _ => {}
         }
     }
-    (key, value)
 }
 
 #[cfg(test)]

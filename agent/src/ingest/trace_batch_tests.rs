@@ -36,11 +36,12 @@ fn span(i: u8) -> Span {
         attributes: vec![
             kv("http.route", text("/items/{id}")),
             kv("http.response.status_code", any_value::Value::IntValue(-7)),
-            kv("ratio", any_value::Value::DoubleValue(0.5)),
-            kv("ok", any_value::Value::BoolValue(true)),
-            kv("raw", any_value::Value::BytesValue(vec![1, 2])),
+            kv("db.name", any_value::Value::DoubleValue(0.5)),
+            kv("error.type", any_value::Value::BoolValue(true)),
+            kv("thread.name", text("not read")),
+            kv("url.full", any_value::Value::BytesValue(vec![1, 2])),
             kv(
-                "list",
+                "db.statement",
                 any_value::Value::ArrayValue(ArrayValue {
                     values: vec![AnyValue {
                         value: Some(text("nested")),
@@ -48,7 +49,7 @@ fn span(i: u8) -> Span {
                 }),
             ),
             KeyValue {
-                key: "empty".into(),
+                key: "db.system".into(),
                 ..KeyValue::default()
             },
         ],
@@ -115,7 +116,7 @@ fn viewed(span: &SpanRef<'_>) -> SpanFields {
         span.trace_id.to_vec(),
         span.span_id.to_vec(),
         span.parent_span_id.to_vec(),
-        span.name.to_owned(),
+        span.name().to_owned(),
         span.kind,
         span.start_unix_nanos,
         span.end_unix_nanos,
@@ -123,10 +124,12 @@ fn viewed(span: &SpanRef<'_>) -> SpanFields {
     )
 }
 
-/// The scalar attributes prost decodes, as the view reports them.
+/// The attributes of [`READ_ATTRIBUTES`] prost decodes, as the view reports
+/// them (scalars, the rest as `None`).
 fn expected_attributes(span: &Span) -> Vec<(String, Option<String>)> {
     span.attributes
         .iter()
+        .filter(|kv| READ_ATTRIBUTES.iter().any(|(name, _)| *name == kv.key))
         .map(|kv| {
             let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(any_value::Value::StringValue(s)) => {
@@ -149,8 +152,11 @@ fn expected_attributes(span: &Span) -> Vec<(String, Option<String>)> {
 }
 
 fn viewed_attributes(span: &SpanRef<'_>) -> Vec<(String, Option<String>)> {
-    span.attributes()
-        .map(|(key, value)| (key.to_owned(), value.map(|v| format!("{v:?}"))))
+    span.read_attributes()
+        .map(|(name, value)| {
+            let value = value.map(|v| format!("{v:?}"));
+            (READ_ATTRIBUTES[name].0.to_owned(), value)
+        })
         .collect()
 }
 
@@ -162,13 +168,14 @@ fn assert_views_match_prost(bytes: &[u8], decoded: &ExportTraceServiceRequest) {
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
         .collect();
-    let view_spans: Vec<SpanRef<'_>> = resource_spans(bytes).flat_map(|r| r.spans()).collect();
+    let batch = TraceBatch::index(Bytes::copy_from_slice(bytes));
+    let view_spans: Vec<SpanRef<'_>> = batch.resource_spans().flat_map(|r| r.spans()).collect();
     assert_eq!(view_spans.len(), prost_spans.len());
     for (view, span) in view_spans.iter().zip(&prost_spans) {
         assert_eq!(viewed(view), expected(span));
         assert_eq!(viewed_attributes(view), expected_attributes(span));
     }
-    let services: Vec<Option<&str>> = resource_spans(bytes).map(|r| r.service_name()).collect();
+    let services: Vec<Option<&str>> = batch.resource_spans().map(|r| r.service_name()).collect();
     let expected_services: Vec<Option<&str>> = decoded
         .resource_spans
         .iter()
@@ -208,8 +215,17 @@ fn views_read_what_prost_decodes() {
         first.attribute("http.route"),
         Some(AttributeValue::Str("/items/{id}"))
     );
-    assert_eq!(first.attribute("raw"), None, "bytes are not a scalar");
-    assert_eq!(first.attribute("missing"), None);
+    assert_eq!(first.attribute("url.full"), None, "bytes are not a scalar");
+    assert_eq!(
+        first.attribute("error.type"),
+        Some(AttributeValue::Bool(true))
+    );
+    assert_eq!(first.attribute("thread.name"), None, "not read");
+    assert_eq!(
+        first.read_attributes().count(),
+        7,
+        "every attribute of READ_ATTRIBUTES, scalar or not, and no other"
+    );
 }
 
 #[test]
@@ -224,7 +240,7 @@ fn invalid_spans_are_removed_and_the_rest_kept() {
     let names: Vec<&str> = batch
         .resource_spans()
         .flat_map(|r| r.spans())
-        .map(|s| s.name)
+        .map(|s| s.name())
         .collect();
     assert_eq!(names, ["GET /items/0", "GET /items/2"]);
 }

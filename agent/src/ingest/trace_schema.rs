@@ -1,7 +1,7 @@
 //! The messages of an OTLP trace export request, field by field, as
 //! opentelemetry-proto's generated code declares them (the checker in
-//! [`super::wire`] refuses what that code refuses). The tags the span views
-//! read are named here once.
+//! [`super::wire`] refuses what that code refuses). The tags the index reads
+//! are named once, in [`tag`], and used in the table too.
 
 use super::wire::{FieldType, Schema};
 
@@ -76,11 +76,17 @@ impl Schema for TraceMessage {
         let attributes = ("attributes", Message(Self::KeyValue));
         let dropped = Varint;
         Some(match (self, tag) {
-            (Self::Request, 1) => ("resource_spans", Message(Self::ResourceSpans)),
-            (Self::ResourceSpans, 1) => ("resource", Message(Self::Resource)),
-            (Self::ResourceSpans, 2) => ("scope_spans", Message(Self::ScopeSpans)),
+            (Self::Request, tag::REQUEST_RESOURCE_SPANS) => {
+                ("resource_spans", Message(Self::ResourceSpans))
+            }
+            (Self::ResourceSpans, tag::RESOURCE_SPANS_RESOURCE) => {
+                ("resource", Message(Self::Resource))
+            }
+            (Self::ResourceSpans, tag::RESOURCE_SPANS_SCOPE_SPANS) => {
+                ("scope_spans", Message(Self::ScopeSpans))
+            }
             (Self::ResourceSpans | Self::ScopeSpans, 3) => ("schema_url", Str),
-            (Self::Resource, 1) => attributes,
+            (Self::Resource, tag::RESOURCE_ATTRIBUTES) => attributes,
             (Self::Resource, 2) => ("dropped_attributes_count", dropped),
             (Self::Resource, 3) => ("entity_refs", Message(Self::EntityRef)),
             (Self::EntityRef, 1) => ("schema_url", Str),
@@ -88,26 +94,26 @@ impl Schema for TraceMessage {
             (Self::EntityRef, 3) => ("id_keys", Str),
             (Self::EntityRef, 4) => ("description_keys", Str),
             (Self::ScopeSpans, 1) => ("scope", Message(Self::Scope)),
-            (Self::ScopeSpans, 2) => ("spans", Message(Self::Span)),
+            (Self::ScopeSpans, tag::SCOPE_SPANS_SPANS) => ("spans", Message(Self::Span)),
             (Self::Scope, 1) => ("name", Str),
             (Self::Scope, 2) => ("version", Str),
             (Self::Scope, 3) => attributes,
             (Self::Scope, 4) => ("dropped_attributes_count", dropped),
-            (Self::Span, 1) => ("trace_id", Bytes),
-            (Self::Span, 2) => ("span_id", Bytes),
+            (Self::Span, tag::SPAN_TRACE_ID) => ("trace_id", Bytes),
+            (Self::Span, tag::SPAN_SPAN_ID) => ("span_id", Bytes),
             (Self::Span, 3) => ("trace_state", Str),
-            (Self::Span, 4) => ("parent_span_id", Bytes),
-            (Self::Span, 5) => ("name", Str),
-            (Self::Span, 6) => ("kind", Varint),
-            (Self::Span, 7) => ("start_time_unix_nano", Fixed64),
-            (Self::Span, 8) => ("end_time_unix_nano", Fixed64),
-            (Self::Span, 9) => attributes,
+            (Self::Span, tag::SPAN_PARENT_SPAN_ID) => ("parent_span_id", Bytes),
+            (Self::Span, tag::SPAN_NAME) => ("name", Str),
+            (Self::Span, tag::SPAN_KIND) => ("kind", Varint),
+            (Self::Span, tag::SPAN_START) => ("start_time_unix_nano", Fixed64),
+            (Self::Span, tag::SPAN_END) => ("end_time_unix_nano", Fixed64),
+            (Self::Span, tag::SPAN_ATTRIBUTES) => attributes,
             (Self::Span, 10) => ("dropped_attributes_count", dropped),
             (Self::Span, 11) => ("events", Message(Self::Event)),
             (Self::Span, 12) => ("dropped_events_count", dropped),
             (Self::Span, 13) => ("links", Message(Self::Link)),
             (Self::Span, 14) => ("dropped_links_count", dropped),
-            (Self::Span, 15) => ("status", Message(Self::Status)),
+            (Self::Span, tag::SPAN_STATUS) => ("status", Message(Self::Status)),
             (Self::Span, 16) => ("flags", Fixed32),
             (Self::Event, 1) => ("time_unix_nano", Fixed64),
             (Self::Event, 2) => ("name", Str),
@@ -120,14 +126,14 @@ impl Schema for TraceMessage {
             (Self::Link, 5) => ("dropped_attributes_count", dropped),
             (Self::Link, 6) => ("flags", Fixed32),
             (Self::Status, 2) => ("message", Str),
-            (Self::Status, 3) => ("code", Varint),
-            (Self::KeyValue, 1) => ("key", Str),
-            (Self::KeyValue, 2) => ("value", Message(Self::AnyValue)),
+            (Self::Status, tag::STATUS_CODE) => ("code", Varint),
+            (Self::KeyValue, tag::KEY_VALUE_KEY) => ("key", Str),
+            (Self::KeyValue, tag::KEY_VALUE_VALUE) => ("value", Message(Self::AnyValue)),
             (Self::KeyValue, 3) => ("key_strindex", Varint),
-            (Self::AnyValue, 1) => ("string_value", Str),
-            (Self::AnyValue, 2) => ("bool_value", Varint),
-            (Self::AnyValue, 3) => ("int_value", Varint),
-            (Self::AnyValue, 4) => ("double_value", Fixed64),
+            (Self::AnyValue, tag::ANY_STRING) => ("string_value", Str),
+            (Self::AnyValue, tag::ANY_BOOL) => ("bool_value", Varint),
+            (Self::AnyValue, tag::ANY_INT) => ("int_value", Varint),
+            (Self::AnyValue, tag::ANY_DOUBLE) => ("double_value", Fixed64),
             (Self::AnyValue, 5) => ("array_value", Message(Self::ArrayValue)),
             (Self::AnyValue, 6) => ("kvlist_value", Message(Self::KeyValueList)),
             (Self::AnyValue, 7) => ("bytes_value", Bytes),

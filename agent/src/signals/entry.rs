@@ -64,7 +64,7 @@ pub fn entry_span<'a>(span: &SpanRef<'a>) -> Option<EntrySpan<'a>> {
     }
     let route = match span.attribute("http.route") {
         Some(AttributeValue::Str(route)) if !route.is_empty() => route,
-        _ => span.name,
+        _ => span.name(),
     };
     let http_status = span
         .attribute("http.response.status_code")

@@ -14,55 +14,34 @@ use serde::Serialize;
 
 use super::packed::{Packed, stored_index};
 pub use crate::ingest::AttributeValue;
-use crate::ingest::SpanRef;
+use crate::ingest::{READ_ATTRIBUTES, SpanRef};
 
 /// A trace id: 16 bytes, shown as 32 lowercase hex digits.
 pub type TraceId = [u8; 16];
 
-/// Attributes kept, as `(accepted name, stored name)`: the stored name is the
-/// stable semantic-convention name, so consumers read one name whatever the SDK's
-/// vintage (`db.statement` arrives as `db.query.text`).
-const KEPT_ATTRIBUTES: &[(&str, u8)] = &[
-    ("http.route", stored("http.route")),
-    ("http.request.method", stored("http.request.method")),
-    ("http.method", stored("http.request.method")),
-    (
-        "http.response.status_code",
-        stored("http.response.status_code"),
-    ),
-    ("http.status_code", stored("http.response.status_code")),
-    ("url.full", stored("url.full")),
-    ("http.url", stored("url.full")),
-    ("url.path", stored("url.path")),
-    ("server.address", stored("server.address")),
-    ("server.port", stored("server.port")),
-    ("db.system.name", stored("db.system.name")),
-    ("db.system", stored("db.system.name")),
-    ("db.query.text", stored("db.query.text")),
-    ("db.statement", stored("db.query.text")),
-    ("db.operation.name", stored("db.operation.name")),
-    ("db.operation", stored("db.operation.name")),
-    ("db.collection.name", stored("db.collection.name")),
-    ("db.sql.table", stored("db.collection.name")),
-    ("db.namespace", stored("db.namespace")),
-    ("db.name", stored("db.namespace")),
-    ("error.type", stored("error.type")),
-];
-
-/// The index of a stored name; a name not in the table fails the build.
-const fn stored(name: &str) -> u8 {
-    match stored_index(name) {
-        Some(index) => index,
-        None => panic!("not a stored attribute name"),
+/// The stored name of each of [`READ_ATTRIBUTES`], by index: its stable
+/// semantic-convention name, so consumers read one name whatever the SDK's
+/// vintage (`db.statement` arrives as `db.query.text`). A stable name that is
+/// not a stored one fails the build.
+const KEPT_AS: [u8; READ_ATTRIBUTES.len()] = {
+    let mut kept = [0; READ_ATTRIBUTES.len()];
+    let mut i = 0;
+    while i < kept.len() {
+        kept[i] = match stored_index(READ_ATTRIBUTES[i].1) {
+            Some(index) => index,
+            None => panic!("not a stored attribute name"),
+        };
+        i += 1;
     }
-}
+    kept
+};
 
 /// The attributes a span keeps, gathered on the stack as they are offered:
 /// accepted names under their stored name, the first value under any of a
 /// stored name's names, texts cut to [`MAX_ATTRIBUTE_BYTES`]. Packed once at
 /// the end, so nothing is allocated per attribute.
 struct Kept<'a> {
-    found: [(u8, AttributeValue<'a>); KEPT_ATTRIBUTES.len()],
+    found: [(u8, AttributeValue<'a>); READ_ATTRIBUTES.len()],
     len: usize,
     truncated: bool,
 }
@@ -70,17 +49,15 @@ struct Kept<'a> {
 impl<'a> Kept<'a> {
     fn new() -> Self {
         Self {
-            found: [(0, AttributeValue::Bool(false)); KEPT_ATTRIBUTES.len()],
+            found: [(0, AttributeValue::Bool(false)); READ_ATTRIBUTES.len()],
             len: 0,
             truncated: false,
         }
     }
 
-    fn offer(&mut self, name: &str, value: AttributeValue<'a>) {
-        let Some((_, stored)) = KEPT_ATTRIBUTES
-            .iter()
-            .find(|(accepted, _)| *accepted == name)
-        else {
+    /// Offers the attribute of index `read` in [`READ_ATTRIBUTES`].
+    fn offer(&mut self, read: usize, value: AttributeValue<'a>) {
+        let Some(stored) = KEPT_AS.get(read) else {
             return;
         };
         if self.as_slice().iter().any(|(k, _)| k == stored) {
@@ -196,7 +173,9 @@ impl AssembledSpan {
     pub fn new(parts: SpanParts<'_>) -> Self {
         let mut kept = Kept::new();
         for (name, value) in parts.attributes {
-            kept.offer(name, *value);
+            if let Some(read) = READ_ATTRIBUTES.iter().position(|(sent, _)| sent == name) {
+                kept.offer(read, *value);
+            }
         }
         let (name, _) = cut_to(parts.name, MAX_ATTRIBUTE_BYTES);
         Self {
@@ -263,9 +242,9 @@ impl AssembledSpan {
         // The kept values are borrowed from the request and packed once;
         // arrays, maps and bytes are not kept.
         let mut kept = Kept::new();
-        for (key, value) in span.attributes() {
+        for (read, value) in span.read_attributes() {
             if let Some(value) = value {
-                kept.offer(key, value);
+                kept.offer(read, value);
             }
         }
         let status = match span.status_code {
@@ -281,7 +260,7 @@ impl AssembledSpan {
             Ok(ProtoKind::Consumer) => Kind::Consumer,
             _ => Kind::Unspecified,
         };
-        let (name, _) = cut_to(span.name, MAX_ATTRIBUTE_BYTES);
+        let (name, _) = cut_to(span.name(), MAX_ATTRIBUTE_BYTES);
         Some((
             trace_id,
             Self {
