@@ -21,7 +21,8 @@ pub struct IngestConfig {
     /// Requests queued between the receivers and the pipeline. Default 256:
     /// at 100 spans per request, a few seconds of a busy service.
     pub queue_capacity: usize,
-    /// Decoded bytes allowed in the queue at once. Default 64 MiB: bounds memory
+    /// Bytes the queued requests may hold at once (a trace request's protobuf
+    /// and its index, a metrics request's body). Default 64 MiB: bounds memory
     /// whatever the request sizes. Over it → HTTP 503 / gRPC UNAVAILABLE + retry.
     pub memory_limit: ByteSize,
     /// How long refused clients are told to wait (`Retry-After`, RetryInfo).
