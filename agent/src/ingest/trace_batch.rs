@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::DecodeError;
 use super::trace_schema::{TraceMessage, tag};
 use super::validate::{Reasons, Validated, validate_traces};
-use super::wire::{self, Fields, Value, text};
+use super::wire::{self, Value, Visit, text};
 
 /// A scalar attribute value, borrowed from where it is held.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -137,9 +137,7 @@ impl TraceBatch {
     /// Checks a protobuf `ExportTraceServiceRequest` and validates its spans;
     /// invalid spans are removed (the request then decoded and encoded again).
     pub fn from_protobuf(bytes: Bytes) -> Result<(Self, Validated), DecodeError> {
-        wire::check(TraceMessage::Request, &bytes)
-            .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
-        let batch = Self::index(bytes);
+        let batch = Self::index(bytes).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
         let mut reasons = Reasons::default();
         for span in batch.resource_spans().flat_map(|resource| resource.spans()) {
             reasons.classify(
@@ -163,48 +161,45 @@ impl TraceBatch {
     /// spans removed.
     pub fn from_request(mut request: ExportTraceServiceRequest) -> (Self, Validated) {
         let validated = validate_traces(&mut request);
-        (Self::index(Bytes::from(request.encode_to_vec())), validated)
+        let bytes = Bytes::from(request.encode_to_vec());
+        // What prost encodes is well formed; were it not, the batch is empty.
+        let batch = Self::index(bytes).unwrap_or_else(|_| Self {
+            bytes: Bytes::new(),
+            resources: Vec::new(),
+            spans: Vec::new(),
+            attributes: Vec::new(),
+        });
+        (batch, validated)
     }
 
-    /// Indexes checked (or prost-encoded) bytes.
-    fn index(bytes: Bytes) -> Self {
-        let mut resources = Vec::new();
-        let mut spans = Vec::new();
-        let mut attributes = Vec::new();
-        let at = Locator(&bytes);
-        for resource_spans in messages(&bytes, tag::REQUEST_RESOURCE_SPANS) {
-            let first = spans.len();
-            let mut service = Lookup::NotFound;
-            for field in Fields::of(resource_spans) {
-                match field {
-                    (tag::RESOURCE_SPANS_RESOURCE, Value::Bytes(resource)) => {
-                        if let Lookup::NotFound = service {
-                            service = service_name(resource);
-                        }
-                    }
-                    (tag::RESOURCE_SPANS_SCOPE_SPANS, Value::Bytes(scope)) => {
-                        for span in messages(scope, tag::SCOPE_SPANS_SPANS) {
-                            spans.push(SpanEntry::read(span, at, &mut attributes));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let service = match service {
-                Lookup::Found(Some(name)) => Some(at.span(name)),
-                Lookup::Found(None) | Lookup::NotFound => None,
-            };
-            resources.push(ResourceEntry {
-                service,
-                spans: first..spans.len(),
-            });
-        }
-        Self {
+    /// Checks and indexes a request in one pass.
+    fn index(bytes: Bytes) -> Result<Self, wire::WireError> {
+        let mut indexer = Indexer {
+            at: Locator(&bytes),
+            path: Vec::new(),
+            resources: Vec::new(),
+            spans: Vec::new(),
+            attributes: Vec::new(),
+            first_span: 0,
+            service: Lookup::NotFound,
+            span: SpanEntry::EMPTY,
+            first_attribute: 0,
+            key: &[],
+            value: None,
+        };
+        wire::check(TraceMessage::Request, &bytes, &mut indexer)?;
+        let Indexer {
+            resources,
+            spans,
+            attributes,
+            ..
+        } = indexer;
+        Ok(Self {
             bytes,
             resources,
             spans,
             attributes,
-        }
+        })
     }
 
     /// Spans in it.
@@ -258,65 +253,163 @@ fn slice(bytes: &[u8], (start, len): Span32) -> &[u8] {
 
 /// A `service.name` lookup across a resource's occurrences: the first
 /// attribute of that name decides, string or not.
+#[derive(Clone, Copy)]
 enum Lookup<'a> {
     NotFound,
     Found(Option<&'a [u8]>),
 }
 
-fn service_name(resource: &[u8]) -> Lookup<'_> {
-    for attribute in messages(resource, tag::RESOURCE_ATTRIBUTES).map(Attribute::read) {
-        if attribute.key == b"service.name" {
-            return Lookup::Found(match attribute.value() {
-                Some(RawScalar::Str(name)) => Some(name),
-                _ => None,
-            });
+impl SpanEntry {
+    /// A span of no fields: protobuf's defaults.
+    const EMPTY: Self = Self {
+        trace_id: (0, 0),
+        span_id: (0, 0),
+        parent_span_id: (0, 0),
+        name: (0, 0),
+        attributes: (0, 0),
+        kind: 0,
+        status_code: 0,
+        start_unix_nanos: 0,
+        end_unix_nanos: 0,
+    };
+}
+
+/// Builds the index while [`wire::check`] walks the request. Where a field
+/// repeats, the last occurrence wins and repeated messages merge, as in
+/// prost's decoder: a second status's code replaces the first, a second
+/// resource's attributes follow the first's.
+struct Indexer<'a> {
+    at: Locator<'a>,
+    /// The messages entered, outermost first.
+    path: Vec<TraceMessage>,
+    resources: Vec<ResourceEntry>,
+    spans: Vec<SpanEntry>,
+    attributes: Vec<AttributeEntry>,
+    /// The current `ResourceSpans`: its first span and `service.name`.
+    first_span: usize,
+    service: Lookup<'a>,
+    /// The current span and its first attribute.
+    span: SpanEntry,
+    first_attribute: usize,
+    /// The current attribute of a span or a resource: its key, and its value
+    /// while it is a scalar.
+    key: &'a [u8],
+    value: Option<RawScalar<'a>>,
+}
+
+impl Indexer<'_> {
+    /// The message `up` levels above the current one.
+    fn above(&self, up: usize) -> Option<TraceMessage> {
+        self.path.len().checked_sub(up + 1).map(|i| self.path[i])
+    }
+
+    /// Whether the message `up` levels above the current one is an attribute
+    /// (`KeyValue`) of a span or a resource: `up` is 0 for the `KeyValue`
+    /// itself, 1 for its `AnyValue`, 2 for an array or a map in that.
+    fn in_read_attribute(&self, up: usize) -> bool {
+        self.above(up) == Some(TraceMessage::KeyValue)
+            && matches!(
+                self.above(up + 1),
+                Some(TraceMessage::Span | TraceMessage::Resource)
+            )
+    }
+}
+
+impl<'a> Visit<'a, TraceMessage> for Indexer<'a> {
+    fn enter(&mut self, message: TraceMessage, bytes: &'a [u8]) {
+        self.path.push(message);
+        match message {
+            TraceMessage::ResourceSpans => {
+                self.first_span = self.spans.len();
+                self.service = Lookup::NotFound;
+            }
+            TraceMessage::Span => {
+                let empty = self.at.span(&bytes[..0]);
+                self.span = SpanEntry {
+                    trace_id: empty,
+                    span_id: empty,
+                    parent_span_id: empty,
+                    name: empty,
+                    ..SpanEntry::EMPTY
+                };
+                self.first_attribute = self.attributes.len();
+            }
+            TraceMessage::KeyValue if self.in_read_attribute(0) => {
+                self.key = &[];
+                self.value = None;
+            }
+            // An array or a map as the value: not a scalar.
+            TraceMessage::ArrayValue | TraceMessage::KeyValueList if self.in_read_attribute(2) => {
+                self.value = None;
+            }
+            _ => {}
         }
     }
-    Lookup::NotFound
-}
 
-/// The length-delimited fields of `message` with tag `tag`.
-fn messages(message: &[u8], tag: u32) -> impl Iterator<Item = &[u8]> {
-    Fields::of(message).filter_map(move |field| match field {
-        (t, Value::Bytes(bytes)) if t == tag => Some(bytes),
-        _ => None,
-    })
-}
+    fn field(&mut self, message: TraceMessage, tag: u32, value: Value<'a>) {
+        let at = self.at;
+        match (message, tag, value) {
+            (TraceMessage::Span, tag::SPAN_TRACE_ID, Value::Bytes(id)) => {
+                self.span.trace_id = at.span(id);
+            }
+            (TraceMessage::Span, tag::SPAN_SPAN_ID, Value::Bytes(id)) => {
+                self.span.span_id = at.span(id);
+            }
+            (TraceMessage::Span, tag::SPAN_PARENT_SPAN_ID, Value::Bytes(id)) => {
+                self.span.parent_span_id = at.span(id);
+            }
+            (TraceMessage::Span, tag::SPAN_NAME, Value::Bytes(name)) => {
+                self.span.name = at.span(name);
+            }
+            #[allow(clippy::cast_possible_truncation)] // int32 on the wire, as prost reads it
+            (TraceMessage::Span, tag::SPAN_KIND, Value::Varint(kind)) => {
+                self.span.kind = kind as i32;
+            }
+            (TraceMessage::Span, tag::SPAN_START, Value::Fixed64(nanos)) => {
+                self.span.start_unix_nanos = nanos;
+            }
+            (TraceMessage::Span, tag::SPAN_END, Value::Fixed64(nanos)) => {
+                self.span.end_unix_nanos = nanos;
+            }
+            // A status is in a span alone.
+            #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
+            (TraceMessage::Status, tag::STATUS_CODE, Value::Varint(code)) => {
+                self.span.status_code = code as i32;
+            }
+            (TraceMessage::KeyValue, tag::KEY_VALUE_KEY, Value::Bytes(key))
+                if self.in_read_attribute(0) =>
+            {
+                self.key = key;
+            }
+            (TraceMessage::AnyValue, tag, value) if self.in_read_attribute(1) => {
+                // The last of the `oneof` wins; bytes and string-table
+                // indexes are not scalars the agent reads.
+                self.value = match (tag, value) {
+                    (tag::ANY_STRING, Value::Bytes(text)) => Some(RawScalar::Str(text)),
+                    (tag::ANY_BOOL, Value::Varint(b)) => Some(RawScalar::Bool(b != 0)),
+                    #[allow(clippy::cast_possible_wrap)] // int64 on the wire
+                    (tag::ANY_INT, Value::Varint(i)) => Some(RawScalar::Int(i as i64)),
+                    (tag::ANY_DOUBLE, Value::Fixed64(bits)) => {
+                        Some(RawScalar::Float(f64::from_bits(bits)))
+                    }
+                    (other, _) if tag::ANY_OTHERS.contains(&other) => None,
+                    _ => self.value,
+                };
+            }
+            _ => {}
+        }
+    }
 
-impl SpanEntry {
-    /// Reads a checked `Span` message (the last of a repeated scalar wins,
-    /// repeated statuses merge: what prost's decoder does), its attributes of
-    /// [`READ_ATTRIBUTES`] appended to `attributes`.
-    fn read(message: &[u8], at: Locator<'_>, attributes: &mut Vec<AttributeEntry>) -> Self {
-        let empty = at.span(&message[..0]);
-        let first_attribute = attributes.len();
-        let mut span = Self {
-            trace_id: empty,
-            span_id: empty,
-            parent_span_id: empty,
-            name: empty,
-            attributes: (0, 0),
-            kind: 0,
-            status_code: 0,
-            start_unix_nanos: 0,
-            end_unix_nanos: 0,
-        };
-        for field in Fields::of(message) {
-            match field {
-                (tag::SPAN_TRACE_ID, Value::Bytes(id)) => span.trace_id = at.span(id),
-                (tag::SPAN_SPAN_ID, Value::Bytes(id)) => span.span_id = at.span(id),
-                (tag::SPAN_PARENT_SPAN_ID, Value::Bytes(id)) => span.parent_span_id = at.span(id),
-                (tag::SPAN_NAME, Value::Bytes(name)) => span.name = at.span(name),
-                #[allow(clippy::cast_possible_truncation)] // int32 on the wire, as prost reads it
-                (tag::SPAN_KIND, Value::Varint(kind)) => span.kind = kind as i32,
-                (tag::SPAN_START, Value::Fixed64(nanos)) => span.start_unix_nanos = nanos,
-                (tag::SPAN_END, Value::Fixed64(nanos)) => span.end_unix_nanos = nanos,
-                (tag::SPAN_ATTRIBUTES, Value::Bytes(key_value)) => {
-                    let attribute = Attribute::read(key_value);
-                    if let Some(name) = read_index(attribute.key) {
-                        attributes.push(AttributeEntry {
+    fn leave(&mut self, message: TraceMessage) {
+        self.path.pop();
+        match message {
+            TraceMessage::KeyValue => match self.above(0) {
+                Some(TraceMessage::Span) => {
+                    if let Some(name) = read_index(self.key) {
+                        let at = self.at;
+                        self.attributes.push(AttributeEntry {
                             name,
-                            value: attribute.value().map(|value| match value {
+                            value: self.value.map(|value| match value {
                                 RawScalar::Str(text) => ScalarEntry::Str(at.span(text)),
                                 RawScalar::Int(i) => ScalarEntry::Int(i),
                                 RawScalar::Float(f) => ScalarEntry::Float(f),
@@ -325,24 +418,38 @@ impl SpanEntry {
                         });
                     }
                 }
-                (tag::SPAN_STATUS, Value::Bytes(status)) => {
-                    for field in Fields::of(status) {
-                        #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
-                        if let (tag::STATUS_CODE, Value::Varint(code)) = field {
-                            span.status_code = code as i32;
-                        }
-                    }
+                // The first `service.name` decides, a string or not.
+                Some(TraceMessage::Resource)
+                    if self.key == b"service.name" && matches!(self.service, Lookup::NotFound) =>
+                {
+                    self.service = Lookup::Found(match self.value {
+                        Some(RawScalar::Str(name)) => Some(name),
+                        _ => None,
+                    });
                 }
                 _ => {}
+            },
+            TraceMessage::Span => {
+                // Far fewer than 4 Gi attributes fit in a request.
+                let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                self.span.attributes = (
+                    count(self.first_attribute),
+                    count(self.attributes.len() - self.first_attribute),
+                );
+                self.spans.push(self.span);
             }
+            TraceMessage::ResourceSpans => {
+                let service = match self.service {
+                    Lookup::Found(Some(name)) => Some(self.at.span(name)),
+                    Lookup::Found(None) | Lookup::NotFound => None,
+                };
+                self.resources.push(ResourceEntry {
+                    service,
+                    spans: self.first_span..self.spans.len(),
+                });
+            }
+            _ => {}
         }
-        // Far fewer than 4 Gi attributes fit in a request.
-        let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
-        span.attributes = (
-            index(first_attribute),
-            index(attributes.len() - first_attribute),
-        );
-        span
     }
 }
 
@@ -469,18 +576,6 @@ impl<'a> SpanRef<'a> {
     }
 }
 
-/// One attribute (`KeyValue`) of a checked request, its value read on demand.
-#[derive(Debug, Clone, Copy)]
-struct Attribute<'a> {
-    /// The key's bytes (UTF-8: the request was checked).
-    key: &'a [u8],
-    /// The last value field.
-    value: &'a [u8],
-    /// Value fields seen: more than one merge (rare, but prost does it).
-    values: u32,
-    message: &'a [u8],
-}
-
 /// A scalar value as it lies in the request (a string not yet read as text).
 #[derive(Debug, Clone, Copy)]
 enum RawScalar<'a> {
@@ -488,61 +583,6 @@ enum RawScalar<'a> {
     Int(i64),
     Float(f64),
     Bool(bool),
-}
-
-impl<'a> Attribute<'a> {
-    fn read(message: &'a [u8]) -> Self {
-        let mut attribute = Self {
-            key: &[],
-            value: &[],
-            values: 0,
-            message,
-        };
-        for field in Fields::of(message) {
-            match field {
-                (tag::KEY_VALUE_KEY, Value::Bytes(key)) => attribute.key = key,
-                (tag::KEY_VALUE_VALUE, Value::Bytes(value)) => {
-                    attribute.value = value;
-                    attribute.values += 1;
-                }
-                _ => {}
-            }
-        }
-        attribute
-    }
-
-    /// The value when it is a scalar (`None` for an array, a map, bytes or no
-    /// value). The last value field wins, and within it the last of the
-    /// `oneof` (prost merges repeated messages).
-    fn value(&self) -> Option<RawScalar<'a>> {
-        let mut value = None;
-        if self.values > 1 {
-            for any in messages(self.message, tag::KEY_VALUE_VALUE) {
-                merge_any_value(any, &mut value);
-            }
-        } else {
-            merge_any_value(self.value, &mut value);
-        }
-        value
-    }
-}
-
-/// Reads an `AnyValue` into `value`: a scalar replaces it, any other kind
-/// clears it, an empty message leaves it.
-fn merge_any_value<'a>(any: &'a [u8], value: &mut Option<RawScalar<'a>>) {
-    for field in Fields::of(any) {
-        match field {
-            (tag::ANY_STRING, Value::Bytes(text)) => *value = Some(RawScalar::Str(text)),
-            (tag::ANY_BOOL, Value::Varint(b)) => *value = Some(RawScalar::Bool(b != 0)),
-            #[allow(clippy::cast_possible_wrap)] // int64 on the wire
-            (tag::ANY_INT, Value::Varint(i)) => *value = Some(RawScalar::Int(i as i64)),
-            (tag::ANY_DOUBLE, Value::Fixed64(bits)) => {
-                *value = Some(RawScalar::Float(f64::from_bits(bits)));
-            }
-            (other, _) if tag::ANY_OTHERS.contains(&other) => *value = None,
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ fn assert_views_match_prost(bytes: &[u8], decoded: &ExportTraceServiceRequest) {
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
         .collect();
-    let batch = TraceBatch::index(Bytes::copy_from_slice(bytes));
+    let batch = TraceBatch::index(Bytes::copy_from_slice(bytes)).expect("checked");
     let view_spans: Vec<SpanRef<'_>> = batch.resource_spans().flat_map(|r| r.spans()).collect();
     assert_eq!(view_spans.len(), prost_spans.len());
     for (view, span) in view_spans.iter().zip(&prost_spans) {
@@ -226,6 +226,52 @@ fn views_read_what_prost_decodes() {
         7,
         "every attribute of READ_ATTRIBUTES, scalar or not, and no other"
     );
+}
+
+/// `inner` as field `tag` of a message: key, length, bytes.
+fn field(tag: u32, inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(inner.len() as u64, &mut out);
+    out.extend_from_slice(inner);
+    out
+}
+
+/// A `KeyValue` whose value field repeats: prost merges the two `AnyValue`s,
+/// and the last of the `oneof` wins, an array clearing a string.
+#[test]
+fn a_repeated_value_merges_as_prost_merges_it() {
+    for (second, expected) in [
+        (
+            any_value::Value::ArrayValue(ArrayValue { values: vec![] }),
+            None,
+        ),
+        (any_value::Value::IntValue(3), Some(AttributeValue::Int(3))),
+    ] {
+        let mut key_value = kv("db.statement", text("SELECT 1")).encode_to_vec();
+        let again = AnyValue {
+            value: Some(second),
+        };
+        key_value.extend(field(2, &again.encode_to_vec()));
+        let mut span_bytes = Span {
+            attributes: vec![],
+            ..span(0)
+        }
+        .encode_to_vec();
+        span_bytes.extend(field(9, &key_value));
+        let bytes = field(1, &field(2, &field(2, &span_bytes)));
+        let decoded = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        assert_views_match_prost(&bytes, &decoded);
+        let batch = TraceBatch::index(Bytes::from(bytes)).unwrap();
+        let span = batch
+            .resource_spans()
+            .next()
+            .unwrap()
+            .spans()
+            .next()
+            .unwrap();
+        assert_eq!(span.attribute("db.statement"), expected);
+    }
 }
 
 #[test]
@@ -307,7 +353,7 @@ fn the_check_agrees_with_prost_on_mangled_requests() {
                 bytes.push(0);
             }
         }
-        let checked = wire::check(TraceMessage::Request, &bytes);
+        let checked = TraceBatch::index(Bytes::copy_from_slice(&bytes));
         let decoded = ExportTraceServiceRequest::decode(bytes.as_slice());
         assert_eq!(
             checked.is_ok(),
@@ -351,7 +397,7 @@ fn nesting_is_refused_where_prost_refuses_it() {
         }];
         let bytes = request(vec![deep]).encode_to_vec();
         assert_eq!(
-            wire::check(TraceMessage::Request, &bytes).is_ok(),
+            TraceBatch::index(Bytes::copy_from_slice(&bytes)).is_ok(),
             ExportTraceServiceRequest::decode(bytes.as_slice()).is_ok(),
             "depth {depth}"
         );

@@ -1,10 +1,11 @@
 //! Protobuf's wire format read in place, with no message decoded into owned
-//! structs: [`check`] walks a message against a [`Schema`] and refuses what
+//! structs: [`check`] walks a message against a [`Schema`], refuses what
 //! prost's generated decoders refuse (a key, varint or length out of bounds, a
 //! known field of the wrong wire type, a string that is not UTF-8, nesting past
-//! prost's recursion limit); [`Fields`] then reads the fields of a checked
-//! message as borrowed values. One-byte varints (nearly every key, length and
-//! enum) are read inline; longer ones by prost's own `decode_varint`.
+//! prost's recursion limit), and reports each field it checked to a [`Visit`],
+//! so one pass both checks a request and reads what the agent needs of it.
+//! One-byte varints (nearly every key, length and enum) are read inline;
+//! longer ones by prost's own `decode_varint`.
 //!
 //! A test in `trace_batch_tests.rs` holds the check to prost's verdict on
 //! 20,000 mangled OTLP requests.
@@ -59,6 +60,23 @@ pub(crate) trait Schema: Copy {
     /// The known field of this tag, with its name; `None` for an unknown field
     /// (skipped, as protobuf asks).
     fn field(self, tag: u32) -> Option<(&'static str, FieldType<Self>)>;
+}
+
+/// Told of every field [`check`] walks, in wire order.
+pub(crate) trait Visit<'a, S> {
+    /// A message of type `schema` starts: the outermost, then each nested one.
+    fn enter(&mut self, schema: S, message: &'a [u8]);
+    /// A field other than a nested message, checked.
+    fn field(&mut self, schema: S, tag: u32, value: Value<'a>);
+    /// The message of type `schema` entered last ends.
+    fn leave(&mut self, schema: S);
+}
+
+/// Checking alone.
+impl<'a, S> Visit<'a, S> for () {
+    fn enter(&mut self, _: S, _: &'a [u8]) {}
+    fn field(&mut self, _: S, _: u32, _: Value<'a>) {}
+    fn leave(&mut self, _: S) {}
 }
 
 /// What is wrong at the point reading stopped. Fieldless, so a result of a
@@ -116,12 +134,25 @@ fn fail(fault: Fault) -> Box<WireError> {
 }
 
 /// Checks that `message` is a well-formed message of type `schema`, nested
-/// messages included.
-pub(crate) fn check<S: Schema>(schema: S, message: &[u8]) -> Result<(), WireError> {
-    check_at(schema, message, 0).map_err(|e| *e)
+/// messages included, telling `visit` of each field. On an error `visit` has
+/// seen part of the message.
+pub(crate) fn check<'a, S: Schema, V: Visit<'a, S>>(
+    schema: S,
+    message: &'a [u8],
+    visit: &mut V,
+) -> Result<(), WireError> {
+    visit.enter(schema, message);
+    check_at(schema, message, 0, visit).map_err(|e| *e)?;
+    visit.leave(schema);
+    Ok(())
 }
 
-fn check_at<S: Schema>(schema: S, mut buf: &[u8], depth: u32) -> Checked {
+fn check_at<'a, S: Schema, V: Visit<'a, S>>(
+    schema: S,
+    mut buf: &'a [u8],
+    depth: u32,
+    visit: &mut V,
+) -> Checked {
     while !buf.is_empty() {
         let (tag, wire_type) = key(&mut buf).map_err(fail)?;
         let Some((field, field_type)) = schema.field(tag) else {
@@ -135,14 +166,22 @@ fn check_at<S: Schema>(schema: S, mut buf: &[u8], depth: u32) -> Checked {
         if wire_type != field_type.wire_type() {
             return Err(at(fail(Fault::WireType)));
         }
-        match field_type {
-            FieldType::Varint => varint(&mut buf).map(drop),
-            FieldType::Fixed64 => take(&mut buf, 8).map(drop),
-            FieldType::Fixed32 => take(&mut buf, 4).map(drop),
-            FieldType::Bytes => length_delimited(&mut buf).map(drop),
+        let value = match field_type {
+            FieldType::Varint => varint(&mut buf).map(Value::Varint),
+            FieldType::Fixed64 => take(&mut buf, 8).map(|bytes| {
+                let mut word = [0; 8];
+                word.copy_from_slice(bytes);
+                Value::Fixed64(u64::from_le_bytes(word))
+            }),
+            FieldType::Fixed32 => take(&mut buf, 4).map(|bytes| {
+                let mut word = [0; 4];
+                word.copy_from_slice(bytes);
+                Value::Fixed32(u32::from_le_bytes(word))
+            }),
+            FieldType::Bytes => length_delimited(&mut buf).map(Value::Bytes),
             FieldType::Str => length_delimited(&mut buf).and_then(|text| {
                 if is_utf8(text) {
-                    Ok(())
+                    Ok(Value::Bytes(text))
                 } else {
                     Err(Fault::Utf8)
                 }
@@ -152,11 +191,14 @@ fn check_at<S: Schema>(schema: S, mut buf: &[u8], depth: u32) -> Checked {
                 if depth + 1 > MAX_DEPTH {
                     return Err(at(fail(Fault::Depth)));
                 }
-                check_at(inner, nested, depth + 1).map_err(at)?;
-                Ok(())
+                visit.enter(inner, nested);
+                check_at(inner, nested, depth + 1, visit).map_err(at)?;
+                visit.leave(inner);
+                continue;
             }
         }
         .map_err(|f| at(fail(f)))?;
+        visit.field(schema, tag, value);
     }
     Ok(())
 }
@@ -255,64 +297,6 @@ pub(crate) enum Value<'a> {
     Bytes(&'a [u8]),
 }
 
-/// The fields of a [`check`]ed message, in wire order, repeated fields once
-/// per occurrence (as protobuf asks, for a scalar the last occurrence wins).
-/// Groups of unknown fields are skipped. Over bytes that were not checked it
-/// stops at the first malformed field.
-#[derive(Debug, Clone)]
-pub(crate) struct Fields<'a>(&'a [u8]);
-
-impl<'a> Fields<'a> {
-    /// The fields of `message`.
-    pub(crate) fn of(message: &'a [u8]) -> Self {
-        Self(message)
-    }
-
-    #[inline(always)]
-    fn read(&mut self) -> Result<Option<(u32, Value<'a>)>, Fault> {
-        loop {
-            if self.0.is_empty() {
-                return Ok(None);
-            }
-            let (tag, wire_type) = key(&mut self.0)?;
-            let value = match wire_type {
-                LENGTH_DELIMITED => Value::Bytes(length_delimited(&mut self.0)?),
-                VARINT => Value::Varint(varint(&mut self.0)?),
-                FIXED64 => {
-                    let mut bytes = [0; 8];
-                    bytes.copy_from_slice(take(&mut self.0, 8)?);
-                    Value::Fixed64(u64::from_le_bytes(bytes))
-                }
-                FIXED32 => {
-                    let mut bytes = [0; 4];
-                    bytes.copy_from_slice(take(&mut self.0, 4)?);
-                    Value::Fixed32(u32::from_le_bytes(bytes))
-                }
-                _ => {
-                    skip(wire_type, tag, &mut self.0, 0)?;
-                    continue;
-                }
-            };
-            return Ok(Some((tag, value)));
-        }
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = (u32, Value<'a>);
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<Self::Item> {
-        match self.read() {
-            Ok(field) => field,
-            Err(_) => {
-                self.0 = &[];
-                None
-            }
-        }
-    }
-}
-
 /// The text of a string field of a checked message (`""` were it not UTF-8,
 /// which [`check`] rules out).
 pub(crate) fn text(bytes: &[u8]) -> &str {
@@ -348,35 +332,75 @@ mod tests {
         }
     }
 
+    /// What a walk told, in order.
+    #[derive(Default)]
+    struct Seen(Vec<String>);
+
+    impl<'a> Visit<'a, Test> for Seen {
+        fn enter(&mut self, schema: Test, _: &'a [u8]) {
+            self.0.push(format!("enter {}", schema.name()));
+        }
+        fn field(&mut self, schema: Test, tag: u32, value: Value<'a>) {
+            self.0.push(format!("{}.{tag} = {value:?}", schema.name()));
+        }
+        fn leave(&mut self, schema: Test) {
+            self.0.push(format!("leave {}", schema.name()));
+        }
+    }
+
+    #[test]
+    fn fields_are_told_in_order_nested_ones_between_enter_and_leave() {
+        // Outer { inner: Inner { text: "hi" }, count: 3 }
+        let message = [0x0a, 0x04, 0x0a, 0x02, b'h', b'i', 0x10, 0x03];
+        let mut seen = Seen::default();
+        check(Test::Outer, &message, &mut seen).unwrap();
+        assert_eq!(
+            seen.0,
+            [
+                "enter Outer",
+                "enter Inner",
+                "Inner.1 = Bytes([104, 105])",
+                "leave Inner",
+                "Outer.2 = Varint(3)",
+                "leave Outer",
+            ]
+        );
+    }
+
     #[test]
     fn faults_are_reported_with_their_path() {
         // Outer.inner = Inner { text: "\xff" }
         let bad_text = [0x0a, 0x03, 0x0a, 0x01, 0xff];
         assert_eq!(
-            check(Test::Outer, &bad_text).unwrap_err().to_string(),
+            check(Test::Outer, &bad_text, &mut ())
+                .unwrap_err()
+                .to_string(),
             "Outer.inner: Inner.text: not UTF-8"
         );
         // Outer.count as a fixed32.
         let wrong_wire_type = [0x15, 1, 2, 3, 4];
         assert!(
-            check(Test::Outer, &wrong_wire_type)
+            check(Test::Outer, &wrong_wire_type, &mut ())
                 .unwrap_err()
                 .to_string()
                 .starts_with("Outer.count: wrong wire type")
         );
         // A length past the end.
-        assert!(check(Test::Outer, &[0x0a, 0x05, 0x0a]).is_err());
+        assert!(check(Test::Outer, &[0x0a, 0x05, 0x0a], &mut ()).is_err());
     }
 
     #[test]
     fn unknown_fields_and_groups_are_skipped() {
         // field 9 varint, field 10 group { field 1 fixed32 }, then count = 7.
         let message = [0x48, 0x01, 0x53, 0x0d, 1, 2, 3, 4, 0x54, 0x10, 0x07];
-        check(Test::Outer, &message).unwrap();
-        let fields: Vec<_> = Fields::of(&message).collect();
-        assert_eq!(fields, [(9, Value::Varint(1)), (2, Value::Varint(7))]);
+        let mut seen = Seen::default();
+        check(Test::Outer, &message, &mut seen).unwrap();
+        assert_eq!(
+            seen.0,
+            ["enter Outer", "Outer.2 = Varint(7)", "leave Outer"]
+        );
         // An end group without its start.
-        assert!(check(Test::Outer, &[0x54]).is_err());
+        assert!(check(Test::Outer, &[0x54], &mut ()).is_err());
     }
 
     #[test]
@@ -395,9 +419,9 @@ mod tests {
             outer.extend_from_slice(&message);
             outer
         }
-        check(Test::Outer, &nested(98)).unwrap();
+        check(Test::Outer, &nested(98), &mut ()).unwrap();
         assert!(
-            check(Test::Outer, &nested(100))
+            check(Test::Outer, &nested(100), &mut ())
                 .unwrap_err()
                 .to_string()
                 .ends_with("recursion limit reached")
