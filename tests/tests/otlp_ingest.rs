@@ -612,10 +612,11 @@ async fn a_full_queue_refuses_retryably_and_loses_nothing_it_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn grpc_requests_count_their_decoded_size_against_the_memory_limit() {
-    // The pipeline holds the first request for 3 s, so its bytes stay in the budget.
+async fn grpc_requests_count_what_they_hold_against_the_memory_limit() {
+    // The pipeline holds the first request for 3 s, so what it holds stays in
+    // the budget: its protobuf bytes and the agent's index of its spans.
     let agent = telemetry_agent(
-        "[ingest]\nmax_request_size = \"64 KiB\"\nmemory_limit = \"64 KiB\"\npipeline_delay = \"3s\"\n",
+        "[ingest]\nmax_request_size = \"64 KiB\"\nmemory_limit = \"160 KiB\"\npipeline_delay = \"3s\"\n",
     )
     .await;
     let mut client = TraceServiceClient::connect(format!(
@@ -628,13 +629,20 @@ async fn grpc_requests_count_their_decoded_size_against_the_memory_limit() {
     let size = large(0).encoded_len();
     assert!(
         size > 32 * 1024 && size < 64 * 1024,
-        "two of them exceed the limit, one does not: {size} bytes"
+        "under the request size limit: {size} bytes"
     );
 
     client
         .export(large(0))
         .await
         .expect("the first always fits");
+    let text = metrics_text(&agent).await;
+    let held = metric_value(&text, "telltale_ingest_queue_bytes", &[]).expect("the gauge");
+    assert!(
+        held > (80 * 1024) as f64 && held < (150 * 1024) as f64,
+        "the request and its index are counted ({held} bytes for {size} on the wire): \
+         one fits the 160 KiB beside a small one, two do not"
+    );
     let small = request_of((10_000..10_010).map(|i| raw_span(i, true)).collect());
     client
         .export(small)
