@@ -162,12 +162,16 @@ impl TraceBatch {
     pub fn from_request(mut request: ExportTraceServiceRequest) -> (Self, Validated) {
         let validated = validate_traces(&mut request);
         let bytes = Bytes::from(request.encode_to_vec());
-        // What prost encodes is well formed; were it not, the batch is empty.
-        let batch = Self::index(bytes).unwrap_or_else(|_| Self {
-            bytes: Bytes::new(),
-            resources: Vec::new(),
-            spans: Vec::new(),
-            attributes: Vec::new(),
+        // What prost encodes is well formed; were it not (a fault in the
+        // agent), the batch is empty and the fault logged.
+        let batch = Self::index(bytes).unwrap_or_else(|error| {
+            tracing::error!(%error, "a trace request prost encoded does not check");
+            Self {
+                bytes: Bytes::new(),
+                resources: Vec::new(),
+                spans: Vec::new(),
+                attributes: Vec::new(),
+            }
         });
         (batch, validated)
     }
@@ -556,23 +560,34 @@ impl<'a> SpanRef<'a> {
         &self,
     ) -> impl Iterator<Item = (usize, Option<AttributeValue<'a>>)> + use<'a> {
         let bytes = self.bytes;
-        self.attributes.iter().map(move |attribute| {
-            let value = attribute.value.map(|value| match value {
-                ScalarEntry::Str(at) => AttributeValue::Str(text(slice(bytes, at))),
-                ScalarEntry::Int(i) => AttributeValue::Int(i),
-                ScalarEntry::Float(f) => AttributeValue::Float(f),
-                ScalarEntry::Bool(b) => AttributeValue::Bool(b),
-            });
-            (usize::from(attribute.name), value)
-        })
+        self.attributes
+            .iter()
+            .map(move |attribute| (usize::from(attribute.name), attribute.value(bytes)))
     }
 
     /// The value of the first attribute named `key` (a name sent, of
     /// [`READ_ATTRIBUTES`]; any other name reads as absent), when a scalar.
     pub fn attribute(&self, key: &str) -> Option<AttributeValue<'a>> {
-        self.read_attributes()
-            .find(|(name, _)| READ_ATTRIBUTES[*name].0 == key)
-            .and_then(|(_, value)| value)
+        self.attributes
+            .iter()
+            .find(|attribute| {
+                READ_ATTRIBUTES
+                    .get(usize::from(attribute.name))
+                    .is_some_and(|(sent, _)| *sent == key)
+            })
+            .and_then(|attribute| attribute.value(self.bytes))
+    }
+}
+
+impl AttributeEntry {
+    /// The value, its text read from `bytes` (the request's).
+    fn value(self, bytes: &[u8]) -> Option<AttributeValue<'_>> {
+        Some(match self.value? {
+            ScalarEntry::Str(at) => AttributeValue::Str(text(slice(bytes, at))),
+            ScalarEntry::Int(i) => AttributeValue::Int(i),
+            ScalarEntry::Float(f) => AttributeValue::Float(f),
+            ScalarEntry::Bool(b) => AttributeValue::Bool(b),
+        })
     }
 }
 
