@@ -12,6 +12,7 @@ mod http;
 mod metrics;
 mod queue;
 mod trace_batch;
+mod trace_index;
 mod trace_schema;
 pub(crate) mod validate;
 mod wire;

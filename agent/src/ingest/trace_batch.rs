@@ -1,9 +1,9 @@
 //! An accepted trace export request, kept as the protobuf bytes it arrived in
 //! and read in place. A request is checked once against the OTLP schema (what
-//! prost's decoder refuses is refused here), then indexed in one pass: per
-//! span its ids, name, kind, times and status, and the attributes of
-//! [`READ_ATTRIBUTES`], each recorded as where it lies in the bytes. Observers
-//! read the index and parse nothing. The forwarder decodes the request only
+//! prost's decoder refuses is refused here) and indexed in the same pass
+//! ([`super::trace_index`]): per span its ids, name, kind, times and status,
+//! and the attributes of [`READ_ATTRIBUTES`], each recorded as where it lies in
+//! the bytes. Observers read the index and parse nothing. The forwarder decodes the request only
 //! when an upstream is configured; a request with invalid spans is decoded on
 //! arrival, cleaned and encoded again.
 //!
@@ -18,9 +18,9 @@ use prost::Message;
 use serde::Serialize;
 
 use super::DecodeError;
-use super::trace_schema::{TraceMessage, tag};
+use super::trace_index::{AttributeEntry, Index, SpanEntry, slice};
 use super::validate::{Reasons, Validated, validate_traces};
-use super::wire::{self, Value, Visit, text};
+use super::wire::{self, text};
 
 /// A scalar attribute value, borrowed from where it is held.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -85,54 +85,8 @@ pub const READ_ATTRIBUTES: [(&str, &str); 21] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceBatch {
     bytes: Bytes,
-    resources: Vec<ResourceEntry>,
-    spans: Vec<SpanEntry>,
-    attributes: Vec<AttributeEntry>,
+    index: Index,
 }
-
-/// Where a part of the request lies in its bytes.
-type Span32 = (u32, u32);
-
-/// One `ResourceSpans`: its `service.name` and its spans in the index.
-#[derive(Debug, Clone, PartialEq)]
-struct ResourceEntry {
-    service: Option<Span32>,
-    spans: std::ops::Range<usize>,
-}
-
-/// An attribute of [`READ_ATTRIBUTES`] as found in a span.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct AttributeEntry {
-    /// Its index in [`READ_ATTRIBUTES`].
-    name: u8,
-    /// `None` when not a scalar.
-    value: Option<ScalarEntry>,
-}
-
-/// A scalar attribute value, a string as where it lies.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ScalarEntry {
-    Str(Span32),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-}
-
-/// What observers read of one span, found once.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct SpanEntry {
-    trace_id: Span32,
-    span_id: Span32,
-    parent_span_id: Span32,
-    name: Span32,
-    /// Its attributes of [`READ_ATTRIBUTES`], in the batch's list.
-    attributes: Span32,
-    kind: i32,
-    status_code: i32,
-    start_unix_nanos: u64,
-    end_unix_nanos: u64,
-}
-
 impl TraceBatch {
     /// Checks a protobuf `ExportTraceServiceRequest` and validates its spans;
     /// invalid spans are removed (the request then decoded and encoded again).
@@ -168,9 +122,7 @@ impl TraceBatch {
             tracing::error!(%error, "a trace request prost encoded does not check");
             Self {
                 bytes: Bytes::new(),
-                resources: Vec::new(),
-                spans: Vec::new(),
-                attributes: Vec::new(),
+                index: Index::default(),
             }
         });
         (batch, validated)
@@ -178,54 +130,28 @@ impl TraceBatch {
 
     /// Checks and indexes a request in one pass.
     fn index(bytes: Bytes) -> Result<Self, wire::WireError> {
-        let mut indexer = Indexer {
-            at: Locator(&bytes),
-            path: Vec::new(),
-            resources: Vec::new(),
-            spans: Vec::new(),
-            attributes: Vec::new(),
-            first_span: 0,
-            service: Lookup::NotFound,
-            span: SpanEntry::EMPTY,
-            first_attribute: 0,
-            key: &[],
-            value: None,
-        };
-        wire::check(TraceMessage::Request, &bytes, &mut indexer)?;
-        let Indexer {
-            resources,
-            spans,
-            attributes,
-            ..
-        } = indexer;
-        Ok(Self {
-            bytes,
-            resources,
-            spans,
-            attributes,
-        })
+        let index = Index::of(&bytes)?;
+        Ok(Self { bytes, index })
     }
 
     /// Spans in it.
     pub fn spans(&self) -> u64 {
-        self.spans.len() as u64
+        self.index.spans.len() as u64
     }
 
     /// What it holds in memory, in bytes: the request and its index.
     pub fn encoded_len(&self) -> usize {
-        self.bytes.len()
-            + self.spans.len() * std::mem::size_of::<SpanEntry>()
-            + self.attributes.len() * std::mem::size_of::<AttributeEntry>()
-            + self.resources.len() * std::mem::size_of::<ResourceEntry>()
+        self.bytes.len() + self.index.heap_size()
     }
 
     /// Its resources and their spans, in request order.
     pub fn resource_spans(&self) -> impl Iterator<Item = ResourceSpansRef<'_>> {
-        self.resources.iter().map(|resource| ResourceSpansRef {
+        let index = &self.index;
+        index.resources.iter().map(|resource| ResourceSpansRef {
             bytes: &self.bytes,
-            attributes: &self.attributes,
+            attributes: &index.attributes,
             service: resource.service.map(|name| text(slice(&self.bytes, name))),
-            spans: self.spans.get(resource.spans.clone()).unwrap_or_default(),
+            spans: index.spans.get(resource.spans.clone()).unwrap_or_default(),
         })
     }
 
@@ -234,253 +160,6 @@ impl TraceBatch {
         ExportTraceServiceRequest::decode(self.bytes.clone())
     }
 }
-
-/// Offsets of sub-slices of one buffer.
-#[derive(Clone, Copy)]
-struct Locator<'a>(&'a [u8]);
-
-impl Locator<'_> {
-    /// Where `part`, a sub-slice of the buffer, lies in it.
-    fn span(self, part: &[u8]) -> Span32 {
-        let start = (part.as_ptr() as usize).wrapping_sub(self.0.as_ptr() as usize);
-        // Requests are bounded far below 4 GiB (ingest.max_request_size).
-        let start = u32::try_from(start).unwrap_or(u32::MAX);
-        let len = u32::try_from(part.len()).unwrap_or(0);
-        (start, len)
-    }
-}
-
-fn slice(bytes: &[u8], (start, len): Span32) -> &[u8] {
-    let start = start as usize;
-    bytes.get(start..start + len as usize).unwrap_or_default()
-}
-
-/// A `service.name` lookup across a resource's occurrences: the first
-/// attribute of that name decides, string or not.
-#[derive(Clone, Copy)]
-enum Lookup<'a> {
-    NotFound,
-    Found(Option<&'a [u8]>),
-}
-
-impl SpanEntry {
-    /// A span of no fields: protobuf's defaults.
-    const EMPTY: Self = Self {
-        trace_id: (0, 0),
-        span_id: (0, 0),
-        parent_span_id: (0, 0),
-        name: (0, 0),
-        attributes: (0, 0),
-        kind: 0,
-        status_code: 0,
-        start_unix_nanos: 0,
-        end_unix_nanos: 0,
-    };
-}
-
-/// Builds the index while [`wire::check`] walks the request. Where a field
-/// repeats, the last occurrence wins and repeated messages merge, as in
-/// prost's decoder: a second status's code replaces the first, a second
-/// resource's attributes follow the first's.
-struct Indexer<'a> {
-    at: Locator<'a>,
-    /// The messages entered, outermost first.
-    path: Vec<TraceMessage>,
-    resources: Vec<ResourceEntry>,
-    spans: Vec<SpanEntry>,
-    attributes: Vec<AttributeEntry>,
-    /// The current `ResourceSpans`: its first span and `service.name`.
-    first_span: usize,
-    service: Lookup<'a>,
-    /// The current span and its first attribute.
-    span: SpanEntry,
-    first_attribute: usize,
-    /// The current attribute of a span or a resource: its key, and its value
-    /// while it is a scalar.
-    key: &'a [u8],
-    value: Option<RawScalar<'a>>,
-}
-
-impl Indexer<'_> {
-    /// The message `up` levels above the current one.
-    fn above(&self, up: usize) -> Option<TraceMessage> {
-        self.path.len().checked_sub(up + 1).map(|i| self.path[i])
-    }
-
-    /// Whether the message `up` levels above the current one is an attribute
-    /// (`KeyValue`) of a span or a resource: `up` is 0 for the `KeyValue`
-    /// itself, 1 for its `AnyValue`, 2 for an array or a map in that.
-    fn in_read_attribute(&self, up: usize) -> bool {
-        self.above(up) == Some(TraceMessage::KeyValue)
-            && matches!(
-                self.above(up + 1),
-                Some(TraceMessage::Span | TraceMessage::Resource)
-            )
-    }
-}
-
-impl<'a> Visit<'a, TraceMessage> for Indexer<'a> {
-    fn enter(&mut self, message: TraceMessage, bytes: &'a [u8]) {
-        self.path.push(message);
-        match message {
-            TraceMessage::ResourceSpans => {
-                self.first_span = self.spans.len();
-                self.service = Lookup::NotFound;
-            }
-            TraceMessage::Span => {
-                let empty = self.at.span(&bytes[..0]);
-                self.span = SpanEntry {
-                    trace_id: empty,
-                    span_id: empty,
-                    parent_span_id: empty,
-                    name: empty,
-                    ..SpanEntry::EMPTY
-                };
-                self.first_attribute = self.attributes.len();
-            }
-            TraceMessage::KeyValue if self.in_read_attribute(0) => {
-                self.key = &[];
-                self.value = None;
-            }
-            // An array or a map as the value: not a scalar.
-            TraceMessage::ArrayValue | TraceMessage::KeyValueList if self.in_read_attribute(2) => {
-                self.value = None;
-            }
-            _ => {}
-        }
-    }
-
-    fn field(&mut self, message: TraceMessage, tag: u32, value: Value<'a>) {
-        let at = self.at;
-        match (message, tag, value) {
-            (TraceMessage::Span, tag::SPAN_TRACE_ID, Value::Bytes(id)) => {
-                self.span.trace_id = at.span(id);
-            }
-            (TraceMessage::Span, tag::SPAN_SPAN_ID, Value::Bytes(id)) => {
-                self.span.span_id = at.span(id);
-            }
-            (TraceMessage::Span, tag::SPAN_PARENT_SPAN_ID, Value::Bytes(id)) => {
-                self.span.parent_span_id = at.span(id);
-            }
-            (TraceMessage::Span, tag::SPAN_NAME, Value::Bytes(name)) => {
-                self.span.name = at.span(name);
-            }
-            #[allow(clippy::cast_possible_truncation)] // int32 on the wire, as prost reads it
-            (TraceMessage::Span, tag::SPAN_KIND, Value::Varint(kind)) => {
-                self.span.kind = kind as i32;
-            }
-            (TraceMessage::Span, tag::SPAN_START, Value::Fixed64(nanos)) => {
-                self.span.start_unix_nanos = nanos;
-            }
-            (TraceMessage::Span, tag::SPAN_END, Value::Fixed64(nanos)) => {
-                self.span.end_unix_nanos = nanos;
-            }
-            // A status is in a span alone.
-            #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
-            (TraceMessage::Status, tag::STATUS_CODE, Value::Varint(code)) => {
-                self.span.status_code = code as i32;
-            }
-            (TraceMessage::KeyValue, tag::KEY_VALUE_KEY, Value::Bytes(key))
-                if self.in_read_attribute(0) =>
-            {
-                self.key = key;
-            }
-            (TraceMessage::AnyValue, tag, value) if self.in_read_attribute(1) => {
-                // The last of the `oneof` wins; bytes and string-table
-                // indexes are not scalars the agent reads.
-                self.value = match (tag, value) {
-                    (tag::ANY_STRING, Value::Bytes(text)) => Some(RawScalar::Str(text)),
-                    (tag::ANY_BOOL, Value::Varint(b)) => Some(RawScalar::Bool(b != 0)),
-                    #[allow(clippy::cast_possible_wrap)] // int64 on the wire
-                    (tag::ANY_INT, Value::Varint(i)) => Some(RawScalar::Int(i as i64)),
-                    (tag::ANY_DOUBLE, Value::Fixed64(bits)) => {
-                        Some(RawScalar::Float(f64::from_bits(bits)))
-                    }
-                    (other, _) if tag::ANY_OTHERS.contains(&other) => None,
-                    _ => self.value,
-                };
-            }
-            _ => {}
-        }
-    }
-
-    fn leave(&mut self, message: TraceMessage) {
-        self.path.pop();
-        match message {
-            TraceMessage::KeyValue => match self.above(0) {
-                Some(TraceMessage::Span) => {
-                    if let Some(name) = read_index(self.key) {
-                        let at = self.at;
-                        self.attributes.push(AttributeEntry {
-                            name,
-                            value: self.value.map(|value| match value {
-                                RawScalar::Str(text) => ScalarEntry::Str(at.span(text)),
-                                RawScalar::Int(i) => ScalarEntry::Int(i),
-                                RawScalar::Float(f) => ScalarEntry::Float(f),
-                                RawScalar::Bool(b) => ScalarEntry::Bool(b),
-                            }),
-                        });
-                    }
-                }
-                // The first `service.name` decides, a string or not.
-                Some(TraceMessage::Resource)
-                    if self.key == b"service.name" && matches!(self.service, Lookup::NotFound) =>
-                {
-                    self.service = Lookup::Found(match self.value {
-                        Some(RawScalar::Str(name)) => Some(name),
-                        _ => None,
-                    });
-                }
-                _ => {}
-            },
-            TraceMessage::Span => {
-                // Far fewer than 4 Gi attributes fit in a request.
-                let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-                self.span.attributes = (
-                    count(self.first_attribute),
-                    count(self.attributes.len() - self.first_attribute),
-                );
-                self.spans.push(self.span);
-            }
-            TraceMessage::ResourceSpans => {
-                let service = match self.service {
-                    Lookup::Found(Some(name)) => Some(self.at.span(name)),
-                    Lookup::Found(None) | Lookup::NotFound => None,
-                };
-                self.resources.push(ResourceEntry {
-                    service,
-                    spans: self.first_span..self.spans.len(),
-                });
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The index in [`READ_ATTRIBUTES`] of an attribute named `key`.
-fn read_index(key: &[u8]) -> Option<u8> {
-    // Most keys are not read; their length alone tells most of them.
-    if key.len() >= 64 || READ_LENGTHS & (1 << key.len()) == 0 {
-        return None;
-    }
-    let index = READ_ATTRIBUTES
-        .iter()
-        .position(|(name, _)| name.as_bytes() == key)?;
-    // 21 names.
-    u8::try_from(index).ok()
-}
-
-/// Bit `n` set when a name of [`READ_ATTRIBUTES`] is `n` bytes long.
-const READ_LENGTHS: u64 = {
-    let mut lengths = 0;
-    let mut i = 0;
-    while i < READ_ATTRIBUTES.len() {
-        lengths |= 1 << READ_ATTRIBUTES[i].0.len();
-        i += 1;
-    }
-    lengths
-};
-
 /// One `ResourceSpans` of a checked request.
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceSpansRef<'a> {
@@ -578,28 +257,6 @@ impl<'a> SpanRef<'a> {
             .and_then(|attribute| attribute.value(self.bytes))
     }
 }
-
-impl AttributeEntry {
-    /// The value, its text read from `bytes` (the request's).
-    fn value(self, bytes: &[u8]) -> Option<AttributeValue<'_>> {
-        Some(match self.value? {
-            ScalarEntry::Str(at) => AttributeValue::Str(text(slice(bytes, at))),
-            ScalarEntry::Int(i) => AttributeValue::Int(i),
-            ScalarEntry::Float(f) => AttributeValue::Float(f),
-            ScalarEntry::Bool(b) => AttributeValue::Bool(b),
-        })
-    }
-}
-
-/// A scalar value as it lies in the request (a string not yet read as text).
-#[derive(Debug, Clone, Copy)]
-enum RawScalar<'a> {
-    Str(&'a [u8]),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-}
-
 #[cfg(test)]
 #[path = "trace_batch_tests.rs"]
 mod tests;
