@@ -258,5 +258,13 @@ impl<'a> SpanRef<'a> {
     }
 }
 #[cfg(test)]
+impl TraceBatch {
+    /// Its first span, for tests of what reads spans.
+    pub(crate) fn first_span(&self) -> Option<SpanRef<'_>> {
+        self.resource_spans().next()?.spans().next()
+    }
+}
+
+#[cfg(test)]
 #[path = "trace_batch_tests.rs"]
 mod tests;

@@ -204,13 +204,7 @@ fn views_read_what_prost_decodes() {
     assert_eq!(batch.bytes, bytes, "a valid request is kept as it came");
     assert_views_match_prost(&bytes, &original);
     assert_eq!(batch.to_request().unwrap(), original);
-    let first = batch
-        .resource_spans()
-        .next()
-        .unwrap()
-        .spans()
-        .next()
-        .unwrap();
+    let first = batch.first_span().unwrap();
     assert_eq!(
         first.attribute("http.route"),
         Some(AttributeValue::Str("/items/{id}"))
@@ -263,13 +257,7 @@ fn a_repeated_value_merges_as_prost_merges_it() {
         let decoded = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         assert_views_match_prost(&bytes, &decoded);
         let batch = TraceBatch::index(Bytes::from(bytes)).unwrap();
-        let span = batch
-            .resource_spans()
-            .next()
-            .unwrap()
-            .spans()
-            .next()
-            .unwrap();
+        let span = batch.first_span().unwrap();
         assert_eq!(span.attribute("db.statement"), expected);
     }
 }

@@ -465,8 +465,7 @@ mod tests {
             ..span
         };
         let batch = crate::signals::testdata::request("svc", vec![span]);
-        let resource = batch.resource_spans().next().expect("a resource");
-        let span = resource.spans().next().expect("a valid span");
+        let span = batch.first_span().expect("a valid span");
         AssembledSpan::from_otlp(&Arc::from("svc"), &span)
             .unwrap()
             .1
