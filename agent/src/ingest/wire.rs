@@ -4,8 +4,8 @@
 //! known field of the wrong wire type, a string that is not UTF-8, nesting past
 //! prost's recursion limit), and reports each field it checked to a [`Visit`],
 //! so one pass both checks a request and reads what the agent needs of it.
-//! One-byte varints (nearly every key, length and enum) are read inline;
-//! longer ones by prost's own `decode_varint`.
+//! One- and two-byte varints (nearly every key, length and enum) are read
+//! inline; longer ones by prost's own `decode_varint`.
 //!
 //! A test in `trace_batch_tests.rs` holds the check to prost's verdict on
 //! 20,000 mangled OTLP requests.
@@ -233,20 +233,24 @@ fn skip(wire_type: u8, tag: u32, buf: &mut &[u8], depth: u32) -> Result<(), Faul
     }
 }
 
-/// A varint; one-byte ones (most keys, lengths and enums) inline, the rest
-/// by prost.
+/// A varint; one- and two-byte ones (nearly every key, enum and length, a
+/// span's included) inline, the rest by prost.
 #[inline(always)]
 fn varint(buf: &mut &[u8]) -> Result<u64, Fault> {
-    match buf.split_first() {
-        Some((&byte, rest)) if byte < 0x80 => {
+    let bytes: &[u8] = buf;
+    match bytes {
+        [byte, rest @ ..] if *byte < 0x80 => {
             *buf = rest;
-            Ok(u64::from(byte))
+            Ok(u64::from(*byte))
+        }
+        [low, high, rest @ ..] if *high < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(low & 0x7f) | u64::from(*high) << 7)
         }
         _ => long_varint(buf),
     }
 }
 
-#[cold]
 #[inline(never)]
 fn long_varint(buf: &mut &[u8]) -> Result<u64, Fault> {
     if buf.is_empty() {
