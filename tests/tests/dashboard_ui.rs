@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use serde_json::{Value, json};
-use telltale_tests::admin::{api_json, wait_processed};
+use telltale_tests::admin::{api_json, metrics_text, wait_processed};
 use telltale_tests::dashboard::{millis, percent, screenshot, seconds, severe_logs};
-use telltale_tests::otlp::{SpanSpec, Transport, export_all, exporter};
+use telltale_tests::otlp::{SpanSpec, Transport, export_all, exporter, metric_value};
 use telltale_tests::{AgentPorts, AgentProcess, Browser, http_client, wait_until};
 
 const RENDER_DEADLINE: Duration = Duration::from_secs(20);
+/// Traces [`send_traffic`] sends: one per request.
+const TRACES_SENT: f64 = 200.0;
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// Opens `#/{hash}` and waits until the dashboard has rendered `page` there.
@@ -65,7 +67,8 @@ async fn send_traffic(agent: &AgentProcess) -> f64 {
     )
     .expect("exporter");
     let mut spans = Vec::new();
-    for i in 0..200_u64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 200
+    for i in 0..TRACES_SENT as u64 {
         let id = i + 1;
         let route = if i % 2 == 0 { "/checkout" } else { "/cart" };
         let duration = Duration::from_micros(2_000 + i * 1_500);
@@ -249,17 +252,30 @@ async fn features(agent: &AgentProcess) -> Value {
 
 async fn check_traces_and_findings(browser: &Browser, agent: &AgentProcess, features: &Value) {
     if features["traces"] == true {
-        // Traces are listed once assembled (after their quiet period).
-        wait_until("held traces", RENDER_DEADLINE, || async {
-            let (_, body) = api_json(agent, "/api/v1/traces?list=slowest&limit=50").await;
-            body["traces"].as_array().is_some_and(|t| !t.is_empty())
+        // Traces are listed once assembled (after their quiet period). Wait for
+        // all of them: while some are still assembling, the slowest list changes
+        // between the API's answer and the page's (a race a loaded machine hit).
+        wait_until("every trace assembled", RENDER_DEADLINE, || async {
+            let text = metrics_text(agent).await;
+            metric_value(&text, "telltale_traces_completed_total", &[])
+                .is_some_and(|done| done >= TRACES_SENT)
+                && metric_value(&text, "telltale_traces_in_flight", &[]) == Some(0.0)
         })
         .await
         .expect("traces");
         open(browser, agent, "traces?list=slowest", "traces").await;
         let (_, api) = api_json(agent, "/api/v1/traces?list=slowest&limit=50").await;
         let first = &api["traces"][0];
-        let shown = dom(browser, "return [...document.querySelectorAll('table.trace-list tr[data-trace]')].map(tr => [tr.dataset.trace, tr.querySelector('[data-field=duration]').textContent]);").await;
+        // The page fills its table from its own fetch: poll until it shows
+        // the list, a deadline rather than one read racing that fetch.
+        let started = std::time::Instant::now();
+        let shown = loop {
+            let shown = dom(browser, "return [...document.querySelectorAll('table.trace-list tr[data-trace]')].map(tr => [tr.dataset.trace, tr.querySelector('[data-field=duration]').textContent]);").await;
+            if shown[0][0] == first["traceId"] || started.elapsed() > RENDER_DEADLINE {
+                break shown;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(shown[0][0], first["traceId"], "{shown}");
         #[allow(clippy::cast_precision_loss)]
         let duration = first["durationNanos"].as_u64().unwrap() as f64 / 1e6;
