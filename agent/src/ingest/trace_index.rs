@@ -98,7 +98,7 @@ impl Locator<'_> {
     /// Where `part`, a sub-slice of the buffer, lies in it.
     fn span(self, part: &[u8]) -> Span32 {
         let start = (part.as_ptr() as usize).wrapping_sub(self.0.as_ptr() as usize);
-        // Requests are bounded far below 4 GiB (ingest.max_request_size).
+        // Requests are at most 1 GiB (ingest.max_request_size is refused above).
         let start = u32::try_from(start).unwrap_or(u32::MAX);
         let len = u32::try_from(part.len()).unwrap_or(0);
         (start, len)
@@ -114,9 +114,9 @@ pub(super) fn slice(bytes: &[u8], (start, len): Span32) -> &[u8] {
 /// A `service.name` lookup across a resource's occurrences: the first
 /// attribute of that name decides, string or not.
 #[derive(Clone, Copy)]
-enum Lookup<'a> {
+enum Lookup {
     NotFound,
-    Found(Option<&'a [u8]>),
+    Found(Option<Span32>),
 }
 
 impl SpanEntry {
@@ -145,14 +145,14 @@ struct Indexer<'a> {
     index: Index,
     /// The current `ResourceSpans`: its first span and `service.name`.
     first_span: usize,
-    service: Lookup<'a>,
+    service: Lookup,
     /// The current span and its first attribute.
     span: SpanEntry,
     first_attribute: usize,
     /// The current attribute of a span or a resource: its key, and its value
     /// while it is a scalar.
     key: &'a [u8],
-    value: Option<RawScalar<'a>>,
+    value: Option<ScalarEntry>,
 }
 
 impl Indexer<'_> {
@@ -243,12 +243,14 @@ impl<'a> Visit<'a, TraceMessage> for Indexer<'a> {
                 // The last of the `oneof` wins; bytes and string-table
                 // indexes are not scalars the agent reads.
                 self.value = match (tag, value) {
-                    (tag::ANY_STRING, Value::Bytes(text)) => Some(RawScalar::Str(text)),
-                    (tag::ANY_BOOL, Value::Varint(b)) => Some(RawScalar::Bool(b != 0)),
+                    (tag::ANY_STRING, Value::Bytes(text)) => {
+                        Some(ScalarEntry::Str(self.at.span(text)))
+                    }
+                    (tag::ANY_BOOL, Value::Varint(b)) => Some(ScalarEntry::Bool(b != 0)),
                     #[allow(clippy::cast_possible_wrap)] // int64 on the wire
-                    (tag::ANY_INT, Value::Varint(i)) => Some(RawScalar::Int(i as i64)),
+                    (tag::ANY_INT, Value::Varint(i)) => Some(ScalarEntry::Int(i as i64)),
                     (tag::ANY_DOUBLE, Value::Fixed64(bits)) => {
-                        Some(RawScalar::Float(f64::from_bits(bits)))
+                        Some(ScalarEntry::Float(f64::from_bits(bits)))
                     }
                     (other, _) if tag::ANY_OTHERS.contains(&other) => None,
                     _ => self.value,
@@ -264,15 +266,9 @@ impl<'a> Visit<'a, TraceMessage> for Indexer<'a> {
             TraceMessage::KeyValue => match self.above(0) {
                 Some(TraceMessage::Span) => {
                     if let Some(name) = read_index(self.key) {
-                        let at = self.at;
                         self.index.attributes.push(AttributeEntry {
                             name,
-                            value: self.value.map(|value| match value {
-                                RawScalar::Str(text) => ScalarEntry::Str(at.span(text)),
-                                RawScalar::Int(i) => ScalarEntry::Int(i),
-                                RawScalar::Float(f) => ScalarEntry::Float(f),
-                                RawScalar::Bool(b) => ScalarEntry::Bool(b),
-                            }),
+                            value: self.value,
                         });
                     }
                 }
@@ -281,7 +277,7 @@ impl<'a> Visit<'a, TraceMessage> for Indexer<'a> {
                     if self.key == b"service.name" && matches!(self.service, Lookup::NotFound) =>
                 {
                     self.service = Lookup::Found(match self.value {
-                        Some(RawScalar::Str(name)) => Some(name),
+                        Some(ScalarEntry::Str(name)) => Some(name),
                         _ => None,
                     });
                 }
@@ -298,8 +294,8 @@ impl<'a> Visit<'a, TraceMessage> for Indexer<'a> {
             }
             TraceMessage::ResourceSpans => {
                 let service = match self.service {
-                    Lookup::Found(Some(name)) => Some(self.at.span(name)),
-                    Lookup::Found(None) | Lookup::NotFound => None,
+                    Lookup::Found(name) => name,
+                    Lookup::NotFound => None,
                 };
                 self.index.resources.push(ResourceEntry {
                     service,
@@ -345,13 +341,4 @@ impl AttributeEntry {
             ScalarEntry::Bool(b) => AttributeValue::Bool(b),
         })
     }
-}
-
-/// A scalar value as it lies in the request (a string not yet read as text).
-#[derive(Debug, Clone, Copy)]
-enum RawScalar<'a> {
-    Str(&'a [u8]),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
 }

@@ -3,6 +3,9 @@
 
 use super::{Config, ConfigError, Source};
 
+/// The largest `ingest.max_request_size`: 1 GiB.
+const MAX_REQUEST_SIZE: u64 = 1 << 30;
+
 /// The windows the signal store keeps, in seconds.
 const ALERT_WINDOWS: [u64; 4] = [60, 300, 900, 3600];
 
@@ -23,6 +26,18 @@ impl Source<'_> {
                     ingest.max_request_size
                 ),
                 "use at least 64 KiB; the default is 4 MiB",
+            );
+        }
+        // Far above any OTLP request (collectors default to 4 MiB), and what
+        // keeps a trace request's index offsets within 32 bits.
+        if ingest.max_request_size.as_u64() > MAX_REQUEST_SIZE {
+            return refuse(
+                "ingest.max_request_size",
+                format!(
+                    "{} is above the largest request the agent reads (1 GiB)",
+                    ingest.max_request_size
+                ),
+                "OTLP SDKs send batches of a few MiB; the default is 4 MiB",
             );
         }
         if ingest.queue_capacity == 0 || ingest.queue_capacity > 1_000_000 {

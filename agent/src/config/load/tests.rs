@@ -112,6 +112,12 @@ fn bad_thresholds_are_refused() {
         Some("health.checks.d.fail_used_percent")
     );
 
+    for size in ["512B", "2GiB"] {
+        let err = load(&format!("[ingest]\nmax_request_size = \"{size}\"\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("ingest.max_request_size"), "{err}");
+        assert_eq!(err.line(), Some(2), "{err}");
+    }
+
     let err = load("[health]\nfall = 0\n").unwrap_err();
     assert_eq!(err.key.as_deref(), Some("health.fall"));
     assert_eq!(err.line(), Some(2));
