@@ -172,7 +172,7 @@ fn fastrand_like(seed: u64) -> impl FnMut() -> f64 {
 }
 
 #[tokio::test]
-async fn a_re_reported_metric_id_replaces_its_value() {
+async fn a_re_reported_metric_id_keeps_its_largest_value() {
     let agent = rum_agent("").await;
     let beacon = |cls: f64| {
         json!({"page": "/cart", "metrics": [{"name": "CLS", "value": cls, "id": "v5-1-cls"}]})
@@ -183,10 +183,13 @@ async fn a_re_reported_metric_id_replaces_its_value() {
     assert_eq!((status, &body["replaced"]), (202, &json!(1)), "{body}");
     let (status, body, _) = post(&agent, &beacon(0.3), &[], None).await;
     assert_eq!((status, &body["duplicates"]), (202, &json!(1)), "{body}");
+    // An earlier, smaller report arriving late does not undo the larger.
+    let (status, body, _) = post(&agent, &beacon(0.05), &[], None).await;
+    assert_eq!((status, &body["stale"]), (202, &json!(1)), "{body}");
     let (_, body) = api_json(&agent, "/api/v1/rum/pages/cart").await;
     let cls = &body["page"]["vitals"]["CLS"];
     assert_eq!(cls["count"], 1, "{body}");
-    assert_eq!(cls["poor"], 1.0, "the latest value counts: {body}");
+    assert_eq!(cls["poor"], 1.0, "the largest value counts: {body}");
 }
 
 /// Sends a chunked body of `size` bytes with no Content-Length; returns the

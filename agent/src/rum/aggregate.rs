@@ -120,6 +120,8 @@ pub struct Recorded {
     pub replaced: usize,
     /// Re-reports with the value already held (nothing changed).
     pub duplicates: usize,
+    /// Re-reports below the value held, kept out (see [`WebVitalsAggregator::record`]).
+    pub stale: usize,
 }
 
 /// The aggregates of every page.
@@ -263,10 +265,20 @@ impl WebVitalsAggregator {
                         self.metrics.duplicate.inc();
                         continue;
                     }
-                    // The latest report of an id replaces the earlier one in
-                    // the bucket it went to. (An id belongs to one page load,
-                    // so to this page; a page evicted and created anew since
-                    // has another uid.)
+                    // The larger report of an id wins, not the later one:
+                    // beacons travel on separate requests, so two sent on one
+                    // hide can arrive either way round. Within a page load
+                    // LCP and CLS only grow, and so does INP up to 50
+                    // interactions; past that its 98th percentile can step
+                    // down one rank, and the larger is the conservative one.
+                    if sample.value < previous.value {
+                        recorded.stale += 1;
+                        self.metrics.stale.inc();
+                        continue;
+                    }
+                    // It replaces the earlier value in the bucket that went
+                    // to. (An id belongs to one page load, so to this page; a
+                    // page evicted and created anew since has another uid.)
                     let old = *previous;
                     previous.value = sample.value;
                     let old_start = u64::from(old.bucket) * BUCKET_SECONDS;

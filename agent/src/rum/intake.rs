@@ -215,23 +215,24 @@ async fn beacon_handler(State(intake): State<Arc<RumIntake>>, request: Request) 
     }
     let ua_device = Device::from_user_agent(header_str(headers, header::USER_AGENT).unwrap_or(""));
     let now = unix_now();
-    let (mut values, mut replaced, mut duplicates) = (0, 0, 0);
+    let (mut values, mut replaced, mut duplicates, mut stale) = (0, 0, 0, 0);
     for (load, (app, page)) in loads.iter().zip(&placed) {
         let device = load.device.unwrap_or(ua_device);
         let recorded = intake.aggregator.record(app, page, device, load, now);
         values += recorded.values;
         replaced += recorded.replaced;
         duplicates += recorded.duplicates;
+        stale += recorded.stale;
     }
     intake.metrics.beacons.inc();
-    // Three numbers: formatted directly, this is the hot path.
+    // Four numbers: formatted directly, this is the hot path.
     (
         StatusCode::ACCEPTED,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        format!("{{\"accepted\":{values},\"replaced\":{replaced},\"duplicates\":{duplicates}}}"),
+        format!("{{\"accepted\":{values},\"replaced\":{replaced},\"duplicates\":{duplicates},\"stale\":{stale}}}"),
     )
         .into_response()
 }

@@ -56,6 +56,7 @@ pub struct RumMetrics {
     pub(crate) pages: Gauge,
     // Handles of the drop reasons counted on the hot path, resolved once.
     pub(crate) duplicate: Counter,
+    pub(crate) stale: Counter,
     pub(crate) untracked_id: Counter,
     pub(crate) page_overflow: Counter,
     pub(crate) app_overflow: Counter,
@@ -74,6 +75,7 @@ impl RumMetrics {
             values: Counter::default(),
             pages: Gauge::default(),
             duplicate: reason("duplicate"),
+            stale: reason("stale"),
             untracked_id: reason("untracked_id"),
             page_overflow: reason("page_overflow"),
             app_overflow: reason("app_overflow"),
@@ -107,7 +109,7 @@ impl RumMetrics {
         );
         registry.register(
             "rum_dropped_values",
-            "Values not aggregated as sent, by reason: page_overflow and app_overflow (counted under `other`), duplicate (same id and value again), untracked_id (an id forgotten since, counted again)",
+            "Values not aggregated as sent, by reason: page_overflow and app_overflow (counted under `other`), duplicate (same id and value again), stale (same id, a smaller value than held: it arrived after a larger one), untracked_id (an id forgotten since, counted again)",
             metrics.dropped.clone(),
         );
         registry.register(

@@ -105,7 +105,8 @@ fn a_re_reported_id_replaces_its_value() {
         Recorded {
             values: 2,
             replaced: 0,
-            duplicates: 0
+            duplicates: 0,
+            stale: 0
         }
     );
     // The next hide: CLS grew, INP unchanged.
@@ -119,13 +120,38 @@ fn a_re_reported_id_replaces_its_value() {
         Recorded {
             values: 0,
             replaced: 1,
-            duplicates: 1
+            duplicates: 1,
+            stale: 0
         }
     );
     let detail = agg.page("shop", "/", RumWindow::OneHour, T0 + 400).unwrap();
     assert_eq!(detail.vitals["CLS"].count, 1);
     assert_eq!(detail.vitals["CLS"].poor, Some(1.0));
     assert_eq!(detail.vitals["INP"].count, 1);
+}
+
+#[test]
+fn a_smaller_re_report_arriving_late_does_not_replace_the_larger() {
+    // Two beacons of one hide, the first sent arriving last: web-vitals'
+    // INP of the pointerdown (8 ms) after its INP of the click (160 ms).
+    let (agg, _registry) = aggregator(10);
+    let click = load(&[(MetricKind::Inp, 160.0, Some("v5-inp-1"))]);
+    let pointerdown = load(&[(MetricKind::Inp, 8.0, Some("v5-inp-1"))]);
+    agg.record("shop", "/", Device::Desktop, &click, T0);
+    let r = agg.record("shop", "/", Device::Desktop, &pointerdown, T0);
+    assert_eq!(
+        r,
+        Recorded {
+            values: 0,
+            replaced: 0,
+            duplicates: 0,
+            stale: 1
+        }
+    );
+    let detail = agg.page("shop", "/", RumWindow::OneHour, T0).unwrap();
+    assert_eq!(detail.vitals["INP"].count, 1);
+    let inp = detail.vitals["INP"].p50;
+    assert!((inp - 160.0).abs() <= 0.02 * 160.0, "{detail:?}");
 }
 
 #[test]
