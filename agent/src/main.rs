@@ -93,6 +93,7 @@ fn run(cli: &Cli) -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.raw.runtime.worker_threads())
         .enable_all()
         .build()
     {

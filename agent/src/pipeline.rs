@@ -11,8 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::ingest::{Batch, IngestMetrics, QueuedBatch};
 
-/// Pipeline workers at most: past the cores there is nothing to gain, and
-/// each worker holds one batch out of the queue's budget.
+/// Pipeline workers at most: each holds one batch out of the queue's budget.
 const MAX_WORKERS: usize = 4;
 
 /// Something that reads every accepted batch (and must be quick about it).
@@ -42,14 +41,18 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Processes batches until every sender is gone and the queue is empty,
-    /// on one worker task per core: observers lock only what they share, so
+    /// on one worker task per runtime thread (more could not run at once, and
+    /// each hand-over of the queue is a wake-up): observers lock only what they share, so
     /// copying spans into traces and dropping decoded requests run in
     /// parallel, and one busy batch does not stall the queue. Batches may
     /// finish out of order, which OTLP never promised. With the test hook
     /// `delay` there is one worker, the slow pipeline it stands for.
     pub async fn run(self, queue: mpsc::Receiver<QueuedBatch>) {
         let workers = if self.delay.is_zero() {
-            std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, MAX_WORKERS))
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_workers()
+                .clamp(1, MAX_WORKERS)
         } else {
             1
         };

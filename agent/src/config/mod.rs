@@ -67,6 +67,36 @@ pub struct Config {
     pub n_plus_one: NPlusOneConfig,
     /// Flame graphs from spans and CPU profiles.
     pub flame: FlameConfig,
+    /// The threads the agent runs on.
+    pub runtime: RuntimeConfig,
+}
+
+/// The async runtime's threads.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Threads that answer every listener and run the ingest pipeline
+    /// (1 to 256). Default: half the cores, at least 1. The agent runs beside
+    /// the app it watches and leaves it the rest; traces are analysed on
+    /// threads of their own either way. On a 2-core host one thread receives
+    /// as many spans/s as two, and at a steady rate spends less CPU, since no
+    /// idle thread is woken to look for work (BENCHMARKS.md). Raise it for an
+    /// agent that receives from many hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
+}
+
+impl RuntimeConfig {
+    /// The most `worker_threads` may be.
+    pub const MAX_WORKER_THREADS: usize = 256;
+
+    /// The worker threads to start: the configured count, else half the cores.
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            (cores / 2).max(1)
+        })
+    }
 }
 
 /// The agent's embedded SQLite database.

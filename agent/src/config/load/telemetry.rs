@@ -1,7 +1,8 @@
-//! Validation of the telemetry sections: ingest bounds, series cap, alert rules
-//! and the upstream.
+//! Validation of the telemetry sections: the runtime's threads, ingest bounds,
+//! series cap, alert rules and the upstream.
 
 use super::{Config, ConfigError, Source};
+use crate::config::RuntimeConfig;
 
 /// The largest `ingest.max_request_size`: 1 GiB.
 const MAX_REQUEST_SIZE: u64 = 1 << 30;
@@ -38,6 +39,20 @@ impl Source<'_> {
                     ingest.max_request_size
                 ),
                 "OTLP SDKs send batches of a few MiB; the default is 4 MiB",
+            );
+        }
+        if raw
+            .runtime
+            .worker_threads
+            .is_some_and(|n| !(1..=RuntimeConfig::MAX_WORKER_THREADS).contains(&n))
+        {
+            return refuse(
+                "runtime.worker_threads",
+                format!(
+                    "worker_threads = {} is out of range",
+                    raw.runtime.worker_threads.unwrap_or_default()
+                ),
+                "use 1 to 256 threads, or leave it out for half the cores",
             );
         }
         if ingest.queue_capacity == 0 || ingest.queue_capacity > 1_000_000 {

@@ -305,3 +305,22 @@ fn bad_rum_settings_are_refused_with_their_key() {
     );
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[test]
+fn runtime_threads_default_to_half_the_cores_and_are_bounded() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let default = load(EMBEDDED_DEFAULT).unwrap();
+    assert_eq!(default.raw.runtime.worker_threads(), (cores / 2).max(1));
+    let set = load("[runtime]\nworker_threads = 3\n").unwrap();
+    assert_eq!(set.raw.runtime.worker_threads(), 3);
+    for text in [
+        "[runtime]\nworker_threads = 0\n",
+        "[runtime]\nworker_threads = 257\n",
+    ] {
+        let err = load(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("runtime.worker_threads"), "{err}");
+        assert_eq!(err.line(), Some(2), "{err}");
+    }
+    let env = load_env("", &[("TELLTALE_RUNTIME__WORKER_THREADS", "2")]).unwrap();
+    assert_eq!(env.raw.runtime.worker_threads(), 2);
+}
