@@ -2,14 +2,14 @@
 //! stacks added to the time bucket of its service × route; the most recent
 //! traces are also kept whole for single-trace flame charts.
 //!
-//! Input is a plain list of [`FoldSpan`]s per trace, so whatever assembles
-//! traces (the trace assembler, through [`super::SpanFlameFeed`]) feeds it with
-//! one call to [`SpanFlames::add_trace`].
+//! Input is any [`FoldableTrace`], so whatever assembles traces (the trace
+//! assembler, through [`super::SpanFlameFeed`]) feeds it with one call to
+//! [`SpanFlames::add_trace`], and the recent traces are the ones it holds.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use super::spans::{FoldSpan, fold_trace};
+use super::spans::{FoldableTrace, fold_trace};
 use super::store::{SeriesKey, StackStore};
 
 /// How far in the future a trace's timestamp may be before the agent's clock
@@ -19,14 +19,10 @@ const MAX_CLOCK_AHEAD_SECONDS: u64 = 60;
 /// A recent trace, kept whole for its flame chart.
 #[derive(Debug, Clone)]
 pub struct RecentTrace {
-    /// Hex trace id.
+    /// Hex trace id, lowercase.
     pub trace_id: String,
-    /// Entry service.
-    pub service: String,
-    /// Entry route.
-    pub route: String,
-    /// The spans.
-    pub spans: Arc<[FoldSpan]>,
+    /// The trace.
+    pub trace: Arc<dyn FoldableTrace>,
 }
 
 /// The span flame graphs of every service × route.
@@ -55,8 +51,8 @@ impl SpanFlames {
     /// Folds one finished trace into its service × route at the time it
     /// started (the agent's clock `now` when that time is outside the
     /// retention or ahead of it). Returns false for an empty trace.
-    pub fn add_trace(&self, trace_id: &str, spans: Vec<FoldSpan>, now: u64) -> bool {
-        let Some(folded) = fold_trace(&spans) else {
+    pub fn add_trace(&self, trace_id: &str, trace: Arc<dyn FoldableTrace>, now: u64) -> bool {
+        let Some(folded) = fold_trace(&trace.fold_spans()) else {
             return false;
         };
         let started = folded.start_unix_nanos / 1_000_000_000;
@@ -69,8 +65,8 @@ impl SpanFlames {
         };
         self.store.add_pairs(
             SeriesKey {
-                service: folded.service.clone(),
-                detail: folded.route.clone(),
+                service: folded.service,
+                detail: folded.route,
             },
             time,
             folded
@@ -88,9 +84,7 @@ impl SpanFlames {
             }
             recent.push_back(RecentTrace {
                 trace_id: trace_id.to_ascii_lowercase(),
-                service: folded.service,
-                route: folded.route,
-                spans: spans.into(),
+                trace,
             });
         }
         true
@@ -117,6 +111,7 @@ impl SpanFlames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flame::FoldSpan;
     use crate::flame::metrics::SourceMetrics;
     use crate::flame::store::StoreLimits;
 
@@ -131,28 +126,28 @@ mod tests {
         SpanFlames::new(StackStore::new(limits, SourceMetrics::default()), 2)
     }
 
-    fn trace(route: &str, start_secs: u64, micros: u64) -> Vec<FoldSpan> {
+    fn trace(route: &'static str, start_secs: u64, micros: u64) -> Arc<dyn FoldableTrace> {
         let start = start_secs * 1_000_000_000;
-        vec![
+        Arc::new(vec![
             FoldSpan {
-                service: "shop".into(),
+                service: "shop",
                 span_id: 1,
                 parent_id: None,
-                name: "GET".into(),
+                name: "GET",
                 start_unix_nanos: start,
                 end_unix_nanos: start + 2 * micros * 1_000,
-                http_route: Some(route.into()),
+                http_route: Some(route),
             },
             FoldSpan {
-                service: "postgres".into(),
+                service: "postgres",
                 span_id: 2,
                 parent_id: Some(1),
-                name: "SELECT".into(),
+                name: "SELECT",
                 start_unix_nanos: start,
                 end_unix_nanos: start + micros * 1_000,
                 http_route: None,
             },
-        ]
+        ])
     }
 
     #[test]
@@ -171,9 +166,11 @@ mod tests {
         );
         // Only the two most recent traces are kept whole.
         assert!(flames.recent("aa").is_none());
-        assert_eq!(flames.recent("BB").unwrap().route, "/orders");
-        assert_eq!(flames.recent("cc").unwrap().spans.len(), 2);
-        assert!(!flames.add_trace("dd", Vec::new(), now));
+        let bb = flames.recent("BB").unwrap();
+        assert_eq!(bb.trace_id, "bb");
+        assert_eq!(bb.trace.fold_spans()[0].http_route, Some("/orders"));
+        assert_eq!(flames.recent("cc").unwrap().trace.fold_spans().len(), 2);
+        assert!(!flames.add_trace("dd", Arc::new(Vec::new()), now));
     }
 
     #[test]

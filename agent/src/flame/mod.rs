@@ -33,7 +33,7 @@ pub use folded::{FoldedError, OTHER_FRAME, SortedStacks, Stacks, frame_name, par
 pub use metrics::FlameMetrics;
 pub use pprof::{DecodedProfile, PprofError, decode_pprof};
 pub use render::{Look, Mode, Source, differential, render_svg};
-pub use spans::{FoldSpan, FoldedTrace, MISSING_PARENT, flame_chart, fold_trace};
+pub use spans::{FoldSpan, FoldableTrace, FoldedTrace, MISSING_PARENT, flame_chart, fold_trace};
 pub use store::{CountMeta, OVERFLOW_DETAIL, SeriesKey, StackStore, StoreLimits};
 pub use trace_feed::SpanFlameFeed;
 

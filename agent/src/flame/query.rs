@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::FlameGraphs;
 use super::labels::{Labels, contains_all, parse_labels};
 use super::render::{Look, Mode, Source, differential, render_svg};
-use super::spans::{flame_chart, fold_trace};
+use super::spans::{FoldedTrace, flame_chart, fold_trace};
 use super::store::CountMeta;
 use crate::server::json_error;
 
@@ -175,22 +175,26 @@ async fn single_trace(flames: &Arc<FlameGraphs>, trace_id: &str, params: &Params
         Some(mode) => mode,
         None => return bad("mode: expected flame, icicle or chart"),
     };
+    let spans = trace.trace.fold_spans();
+    // Folded for the entry's service and route in the title, too.
+    let folded = fold_trace(&spans);
     let text: String = if mode == Mode::Chart {
-        flame_chart(&trace.spans)
+        flame_chart(&spans)
             .into_iter()
             .map(|(stack, micros)| format!("{stack} {micros}\n"))
             .collect()
     } else {
-        fold_trace(&trace.spans)
-            .map(|t| t.to_folded())
+        folded
+            .as_ref()
+            .map(FoldedTrace::to_folded)
             .unwrap_or_default()
     };
-    if text.is_empty() {
+    let Some(folded) = folded.filter(|_| !text.is_empty()) else {
         return json_error(
             StatusCode::NOT_FOUND,
             &format!("trace {trace_id} has no span of 1 µs or more"),
         );
-    }
+    };
     if params.format.as_deref() == Some("folded") {
         return folded_response(text);
     }
@@ -199,7 +203,7 @@ async fn single_trace(flames: &Arc<FlameGraphs>, trace_id: &str, params: &Params
         source: Source::Spans,
         title: format!(
             "Trace {} · {} {}",
-            trace.trace_id, trace.service, trace.route
+            trace.trace_id, folded.service, folded.route
         ),
         subtitle: "spans in time order · self time in µs".to_owned(),
         count_name: "µs".to_owned(),

@@ -17,9 +17,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use foldhash::{HashMap, HashMapExt};
 
 use super::folded::frame_name;
 
@@ -30,26 +27,41 @@ pub const MISSING_PARENT: &str = "[missing parent]";
 /// a malicious one from building huge stack lines.
 const MAX_DEPTH: usize = 256;
 
-/// What folding needs from one span (the trace assembler's span maps onto it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoldSpan {
-    /// `service.name` of the span's resource (shared by a trace's spans).
-    pub service: Arc<str>,
+/// What folding needs from one span, borrowed from wherever the span is held
+/// (the trace assembler's span maps onto it without a copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoldSpan<'a> {
+    /// `service.name` of the span's resource.
+    pub service: &'a str,
     /// The span id.
     pub span_id: u64,
     /// The parent's span id; `None` for a root.
     pub parent_id: Option<u64>,
     /// The span name.
-    pub name: String,
+    pub name: &'a str,
     /// Start, nanoseconds since the Unix epoch.
     pub start_unix_nanos: u64,
     /// End, nanoseconds since the Unix epoch.
     pub end_unix_nanos: u64,
     /// The `http.route` attribute, when the span has one.
-    pub http_route: Option<String>,
+    pub http_route: Option<&'a str>,
 }
 
-impl FoldSpan {
+/// A finished trace the flame graphs can fold. The recent ones are kept as
+/// they are, shared with whoever else holds them, not copied.
+pub trait FoldableTrace: Send + Sync + std::fmt::Debug {
+    /// Its spans.
+    fn fold_spans(&self) -> Vec<FoldSpan<'_>>;
+}
+
+/// Spans built by hand (tests, benchmarks).
+impl FoldableTrace for Vec<FoldSpan<'static>> {
+    fn fold_spans(&self) -> Vec<FoldSpan<'_>> {
+        self.clone()
+    }
+}
+
+impl FoldSpan<'_> {
     fn duration_nanos(&self) -> u64 {
         self.end_unix_nanos.saturating_sub(self.start_unix_nanos)
     }
@@ -57,9 +69,9 @@ impl FoldSpan {
     /// Appends this span's frame, `service: name`, to `path`.
     fn push_frame(&self, path: &mut String) {
         let start = path.len();
-        path.push_str(&self.service);
+        path.push_str(self.service);
         path.push_str(": ");
-        path.push_str(&self.name);
+        path.push_str(self.name);
         // Cleaning is rare (a `;` or a trailing number in a span name): only
         // then is the frame copied.
         if let Cow::Owned(clean) = frame_name(&path[start..]) {
@@ -94,25 +106,37 @@ impl FoldedTrace {
 
 /// The trace as a tree: roots (with whether their parent is missing), entry
 /// first, and children sorted by start time.
-struct Tree<'a> {
-    spans: &'a [FoldSpan],
+struct Tree<'a, 's> {
+    spans: &'a [FoldSpan<'s>],
     roots: Vec<(usize, bool)>,
     children: Vec<Vec<usize>>,
 }
 
-impl<'a> Tree<'a> {
-    fn new(spans: &'a [FoldSpan]) -> Self {
-        let mut index = HashMap::with_capacity(spans.len());
-        for (i, span) in spans.iter().enumerate() {
-            index.entry(span.span_id).or_insert(i);
-        }
+impl<'a, 's> Tree<'a, 's> {
+    fn new(spans: &'a [FoldSpan<'s>]) -> Self {
+        // Span ids sorted, the first of a repeated id kept: a trace's few
+        // spans are found faster by a binary search than through a hash map
+        // built for each trace.
+        let mut index: Vec<(u64, usize)> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, span)| (span.span_id, i))
+            .collect();
+        index.sort_unstable();
+        index.dedup_by_key(|(id, _)| *id);
+        let position = |id: u64| {
+            index
+                .binary_search_by_key(&id, |(id, _)| *id)
+                .ok()
+                .map(|at| index[at].1)
+        };
         let mut children = vec![Vec::new(); spans.len()];
         let mut roots = Vec::new();
         for (i, span) in spans.iter().enumerate() {
             match span.parent_id.filter(|p| *p != 0) {
                 None => roots.push((i, false)),
-                Some(parent) => match index.get(&parent) {
-                    Some(&p) if p != i => children[p].push(i),
+                Some(parent) => match position(parent) {
+                    Some(p) if p != i => children[p].push(i),
                     _ => roots.push((i, true)),
                 },
             }
@@ -149,7 +173,7 @@ impl<'a> Tree<'a> {
     }
 
     /// The entry span: the first true root, else the earliest orphan.
-    fn entry(&self) -> Option<&'a FoldSpan> {
+    fn entry(&self) -> Option<&'a FoldSpan<'s>> {
         self.roots.first().map(|(i, _)| &self.spans[*i])
     }
 
@@ -212,7 +236,7 @@ struct Placement {
 }
 
 /// Folds one trace's spans; `None` for an empty trace.
-pub fn fold_trace(spans: &[FoldSpan]) -> Option<FoldedTrace> {
+pub fn fold_trace(spans: &[FoldSpan<'_>]) -> Option<FoldedTrace> {
     let tree = Tree::new(spans);
     let entry = tree.entry()?;
     let placed = tree.place();
@@ -233,12 +257,12 @@ pub fn fold_trace(spans: &[FoldSpan]) -> Option<FoldedTrace> {
         }
     }
     Some(FoldedTrace {
-        service: entry.service.to_string(),
+        service: entry.service.to_owned(),
         route: entry
             .http_route
-            .clone()
             .filter(|route| !route.is_empty())
-            .unwrap_or_else(|| entry.name.clone()),
+            .unwrap_or(entry.name)
+            .to_owned(),
         start_unix_nanos: entry.start_unix_nanos,
         stacks,
     })
@@ -248,7 +272,7 @@ pub fn fold_trace(spans: &[FoldSpan]) -> Option<FoldedTrace> {
 /// own time before, between and after its children is a piece of its own
 /// stack; children follow in start order (concurrent ones one after the other,
 /// so the chart is wider than the trace when work overlaps).
-pub fn flame_chart(spans: &[FoldSpan]) -> Vec<(String, u64)> {
+pub fn flame_chart(spans: &[FoldSpan<'_>]) -> Vec<(String, u64)> {
     let tree = Tree::new(spans);
     let placed = tree.place();
     let mut pieces = Vec::new();

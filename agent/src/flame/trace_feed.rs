@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::FlameGraphs;
-use super::spans::FoldSpan;
+use super::spans::{FoldSpan, FoldableTrace};
 use crate::traces::{AssembledSpan, AssembledTrace, TraceConsumer, trace_id_hex};
 
 /// Hands every completed trace to [`SpanFlames`](super::SpanFlames).
@@ -24,26 +24,31 @@ impl SpanFlameFeed {
 
 impl TraceConsumer for SpanFlameFeed {
     fn on_trace(&self, trace: &Arc<AssembledTrace>) {
-        let spans = trace.spans.iter().map(fold_span).collect();
         let now = crate::signals::unix_now();
-        if self
-            .flames
-            .spans
-            .add_trace(&trace_id_hex(&trace.trace_id), spans, now)
-        {
+        let hex = trace_id_hex(&trace.trace_id);
+        let trace: Arc<dyn FoldableTrace> = Arc::clone(trace) as _;
+        if self.flames.spans.add_trace(&hex, trace, now) {
             self.flames.metrics.trace("folded");
         }
     }
 }
 
-fn fold_span(span: &AssembledSpan) -> FoldSpan {
+/// The assembler's traces are folded where they are: the recent ones kept
+/// for flame charts are the very traces the trace ring holds.
+impl FoldableTrace for AssembledTrace {
+    fn fold_spans(&self) -> Vec<FoldSpan<'_>> {
+        self.spans.iter().map(fold_span).collect()
+    }
+}
+
+fn fold_span(span: &AssembledSpan) -> FoldSpan<'_> {
     FoldSpan {
-        service: Arc::clone(&span.service),
+        service: &span.service,
         span_id: span.span_id,
         parent_id: span.parent_id(),
-        name: span.name().to_owned(),
+        name: span.name(),
         start_unix_nanos: span.start_unix_nanos,
         end_unix_nanos: span.end_unix_nanos,
-        http_route: span.str_attribute("http.route").map(str::to_owned),
+        http_route: span.str_attribute("http.route"),
     }
 }

@@ -6,25 +6,25 @@ const T0: u64 = 1_700_000_000 * 1_000_000_000;
 
 /// A span from `start_ms` to `end_ms` after [`T0`].
 fn span(
-    service: &str,
+    service: &'static str,
     id: u64,
     parent: Option<u64>,
-    name: &str,
+    name: &'static str,
     start_ms: u64,
     end_ms: u64,
-) -> FoldSpan {
+) -> FoldSpan<'static> {
     FoldSpan {
-        service: service.into(),
+        service,
         span_id: id,
         parent_id: parent,
-        name: name.into(),
+        name,
         start_unix_nanos: T0 + start_ms * MS,
         end_unix_nanos: T0 + end_ms * MS,
         http_route: None,
     }
 }
 
-fn folded(spans: &[FoldSpan]) -> String {
+fn folded(spans: &[FoldSpan<'_>]) -> String {
     fold_trace(spans).expect("a trace").to_folded()
 }
 
@@ -124,7 +124,7 @@ fn parent_cycles_and_self_parents_terminate() {
 
 #[test]
 fn deep_chains_are_cut_not_overflowed() {
-    let chain: Vec<FoldSpan> = (1..=5_000)
+    let chain: Vec<FoldSpan<'_>> = (1..=5_000)
         .map(|i| span("deep", i, (i > 1).then(|| i - 1), "f", 0, 10_000 - i))
         .collect();
     let folded = fold_trace(&chain).unwrap();
@@ -140,7 +140,7 @@ fn deep_chains_are_cut_not_overflowed() {
 #[test]
 fn route_is_http_route_else_name_and_names_are_made_safe() {
     let mut root = span("shop", 1, None, "GET", 0, 10);
-    root.http_route = Some("/orders/{id}".into());
+    root.http_route = Some("/orders/{id}");
     let child = span("postgres", 2, Some(1), "SELECT a; SELECT 1", 1, 5);
     let folded = fold_trace(&[root, child]).unwrap();
     assert_eq!(folded.route, "/orders/{id}");
