@@ -121,6 +121,9 @@ struct Lists {
     recent: VecDeque<Entry>,
     /// Longest first.
     slowest: Vec<Entry>,
+    /// When the longest-held of `slowest` was added: until it is an hour old
+    /// there is nothing to expire, and the list is not walked for it.
+    slowest_since: Option<Instant>,
     errors: VecDeque<Entry>,
     flagged: VecDeque<Entry>,
     /// Spans held by all lists (a trace in two lists counts twice).
@@ -290,20 +293,27 @@ impl TraceConsumer for TraceRing {
         }
         if self.slowest > 0 {
             let now = entry.added;
-            let mut freed = 0;
-            lists.slowest.retain(|e| {
-                let keep = now.duration_since(e.added) < SLOWEST_WINDOW;
-                if !keep {
-                    freed += e.trace.spans.len();
-                }
-                keep
-            });
-            lists.spans -= freed;
+            if lists
+                .slowest_since
+                .is_some_and(|since| now.duration_since(since) >= SLOWEST_WINDOW)
+            {
+                let mut freed = 0;
+                lists.slowest.retain(|e| {
+                    let keep = now.duration_since(e.added) < SLOWEST_WINDOW;
+                    if !keep {
+                        freed += e.trace.spans.len();
+                    }
+                    keep
+                });
+                lists.spans -= freed;
+                lists.slowest_since = lists.slowest.iter().map(|e| e.added).min();
+            }
             let duration = entry.summary.duration_nanos;
             let position = lists
                 .slowest
                 .partition_point(|e| e.summary.duration_nanos >= duration);
             if position < self.slowest {
+                lists.slowest_since = Some(lists.slowest_since.map_or(now, |t| t.min(now)));
                 lists.slowest.insert(position, entry);
                 lists.spans += size;
                 if lists.slowest.len() > self.slowest
