@@ -15,7 +15,7 @@ use std::fmt;
 use prost::encoding::decode_varint;
 
 /// prost's recursion limit: a message nested deeper than this is refused.
-const MAX_DEPTH: u32 = 100;
+pub(crate) const MAX_DEPTH: u32 = 100;
 
 /// Wire types, as the key's low three bits give them.
 const VARINT: u8 = 0;
