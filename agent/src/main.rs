@@ -108,6 +108,10 @@ fn run(cli: &Cli) -> ExitCode {
         tokio::spawn(forward_signals(shutdown.clone()));
         telltale_agent::run(config, shutdown).await
     });
+    // `run` has given every thread its deadline already; one still blocked
+    // (a pipeline worker or a check past the grace period) must not hold
+    // up the exit, which dropping the runtime would wait for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

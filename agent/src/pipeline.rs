@@ -1,12 +1,12 @@
-//! The pipeline: worker tasks take accepted batches off the ingest queue, show
+//! The pipeline: worker threads take accepted batches off the ingest queue, show
 //! each to every observer (golden signals, trace assembly), then hand it to
 //! the forwarder, which owns it from there. They drain the queue fully at
 //! shutdown, so nothing accepted is lost.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::ingest::{Batch, IngestMetrics, QueuedBatch};
@@ -41,18 +41,17 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Processes batches until every sender is gone and the queue is empty,
-    /// on one worker task per runtime thread (more could not run at once, and
-    /// each hand-over of the queue is a wake-up): observers lock only what they share, so
-    /// copying spans into traces and dropping decoded requests run in
-    /// parallel, and one busy batch does not stall the queue. Batches may
-    /// finish out of order, which OTLP never promised. With the test hook
-    /// `delay` there is one worker, the slow pipeline it stands for.
+    /// on one worker thread per core (at most [`MAX_WORKERS`]), off the async
+    /// runtime: the runtime's threads (`runtime.worker_threads`) only receive
+    /// and answer, so a batch being analysed never holds up a client, and
+    /// flat out receiving and analysing use separate cores. Observers lock
+    /// only what they share, so workers run in parallel, and one busy batch
+    /// does not stall the queue. Batches may finish out of order, which OTLP
+    /// never promised. With the test hook `delay` there is one worker, the
+    /// slow pipeline it stands for.
     pub async fn run(self, queue: mpsc::Receiver<QueuedBatch>) {
         let workers = if self.delay.is_zero() {
-            tokio::runtime::Handle::current()
-                .metrics()
-                .num_workers()
-                .clamp(1, MAX_WORKERS)
+            std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, MAX_WORKERS))
         } else {
             1
         };
@@ -62,7 +61,7 @@ impl Pipeline {
         for _ in 0..workers {
             let pipeline = Arc::clone(&pipeline);
             let queue = Arc::clone(&queue);
-            tasks.spawn(async move { pipeline.work(&queue).await });
+            tasks.spawn_blocking(move || pipeline.work(&queue));
         }
         while let Some(done) = tasks.join_next().await {
             if let Err(error) = done {
@@ -72,14 +71,19 @@ impl Pipeline {
         }
     }
 
-    async fn work(&self, queue: &Mutex<mpsc::Receiver<QueuedBatch>>) {
+    fn work(&self, queue: &Mutex<mpsc::Receiver<QueuedBatch>>) {
         loop {
-            // The lock is held only while waiting for the next batch.
-            let Some(queued) = queue.lock().await.recv().await else {
+            // The lock is held only while waiting for the next batch. A
+            // worker that panicked held none of the queue's state.
+            let next = queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .blocking_recv();
+            let Some(queued) = next else {
                 return;
             };
             if !self.delay.is_zero() {
-                tokio::time::sleep(self.delay).await;
+                std::thread::sleep(self.delay);
             }
             let signal = queued.batch.signal();
             let items = queued.items;

@@ -75,13 +75,12 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Threads that answer every listener and run the ingest pipeline
-    /// (1 to 256). Default: half the cores, at least 1. The agent runs beside
-    /// the app it watches and leaves it the rest; traces are analysed on
-    /// threads of their own either way. On a 2-core host one thread receives
-    /// as many spans/s as two, and at a steady rate spends less CPU, since no
-    /// idle thread is woken to look for work (BENCHMARKS.md). Raise it for an
-    /// agent that receives from many hosts.
+    /// Threads that receive and answer on every listener (1 to 256).
+    /// Default: half the cores, at least 1: the agent runs beside the app it
+    /// watches and leaves it the rest. The ingest pipeline and trace analysis
+    /// run on threads of their own. At a steady rate one thread spends less
+    /// CPU than two, since no idle thread is woken to look for work
+    /// (BENCHMARKS.md). Raise it for an agent that receives from many hosts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
 }
