@@ -21,7 +21,7 @@ impl Index {
     pub(super) fn of(bytes: &[u8]) -> Result<Self, WireError> {
         // The lists are sized once for what SDKs send, a span in some 200 to
         // 600 bytes with a few of the attributes read, rather than grown by
-        // doubling through the request (a tenth of indexing's instructions).
+        // doubling (and copied) through the request.
         let spans = bytes.len() / 256;
         let mut index = Self {
             resources: Vec::new(),
