@@ -41,7 +41,9 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Processes batches until every sender is gone and the queue is empty,
-    /// on one worker thread per core (at most [`MAX_WORKERS`]), off the async
+    /// on a worker thread per two cores (at least one, at most
+    /// [`MAX_WORKERS`]: each hand-over of the queue between workers is a
+    /// wake-up, and a sidecar leaves the app its cores), off the async
     /// runtime: the runtime's threads (`runtime.worker_threads`) only receive
     /// and answer, so a batch being analysed never holds up a client, and
     /// flat out receiving and analysing use separate cores. Observers lock
@@ -51,7 +53,8 @@ impl Pipeline {
     /// slow pipeline it stands for.
     pub async fn run(self, queue: mpsc::Receiver<QueuedBatch>) {
         let workers = if self.delay.is_zero() {
-            std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, MAX_WORKERS))
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            (cores / 2).clamp(1, MAX_WORKERS)
         } else {
             1
         };
