@@ -53,8 +53,7 @@ impl Pipeline {
     /// slow pipeline it stands for.
     pub async fn run(self, queue: mpsc::Receiver<QueuedBatch>) {
         let workers = if self.delay.is_zero() {
-            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            (cores / 2).clamp(1, MAX_WORKERS)
+            crate::config::half_the_cores().min(MAX_WORKERS)
         } else {
             1
         };

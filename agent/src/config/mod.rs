@@ -91,11 +91,15 @@ impl RuntimeConfig {
 
     /// The worker threads to start: the configured count, else half the cores.
     pub fn worker_threads(&self) -> usize {
-        self.worker_threads.unwrap_or_else(|| {
-            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            (cores / 2).max(1)
-        })
+        self.worker_threads.unwrap_or_else(half_the_cores)
     }
+}
+
+/// Half the cores this process may use, at least one: the share a sidecar
+/// takes by default (the runtime's threads, the pipeline's).
+pub fn half_the_cores() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cores / 2).max(1)
 }
 
 /// The agent's embedded SQLite database.

@@ -43,7 +43,9 @@ pub struct FoldSpan<'a> {
     pub start_unix_nanos: u64,
     /// End, nanoseconds since the Unix epoch.
     pub end_unix_nanos: u64,
-    /// The `http.route` attribute, when the span has one.
+    /// The `http.route` attribute, when the span has one and may be the
+    /// trace's entry (only the entry's is read; feeders may leave it unset on
+    /// spans that cannot be).
     pub http_route: Option<&'a str>,
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::FlameGraphs;
 use super::spans::{FoldSpan, FoldableTrace};
-use crate::traces::{AssembledSpan, AssembledTrace, TraceConsumer, trace_id_hex};
+use crate::traces::{AssembledSpan, AssembledTrace, Kind, TraceConsumer, trace_id_hex};
 
 /// Hands every completed trace to [`SpanFlames`](super::SpanFlames).
 #[derive(Debug)]
@@ -49,6 +49,53 @@ fn fold_span(span: &AssembledSpan) -> FoldSpan<'_> {
         name: span.name(),
         start_unix_nanos: span.start_unix_nanos,
         end_unix_nanos: span.end_unix_nanos,
-        http_route: span.str_attribute("http.route"),
+        // Only the entry's route is read: a root, or a span whose parent is
+        // missing, whose route is meaningful only on a server or consumer.
+        // Every other span of every trace skips the attribute lookup.
+        http_route: (span.parent_id().is_none()
+            || matches!(span.kind, Kind::Server | Kind::Consumer))
+        .then(|| span.str_attribute("http.route"))
+        .flatten(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traces::{AttributeValue, Completion, SpanParts, Status};
+
+    fn span(id: u64, parent: Option<u64>, kind: Kind, route: &str) -> AssembledSpan {
+        AssembledSpan::new(SpanParts {
+            service: Arc::from("shop"),
+            span_id: id,
+            parent_id: parent,
+            name: "work",
+            kind,
+            start_unix_nanos: 1_000,
+            end_unix_nanos: 2_000,
+            status: Status::Unset,
+            attributes: &[("http.route", AttributeValue::Str(route))],
+        })
+    }
+
+    #[test]
+    fn only_spans_that_can_be_the_entry_carry_their_route() {
+        let trace = AssembledTrace {
+            trace_id: [1; 16],
+            spans: vec![
+                span(1, None, Kind::Internal, "/root"),
+                span(2, Some(1), Kind::Client, "/client"),
+                span(3, Some(1), Kind::Server, "/server"),
+                span(4, Some(1), Kind::Consumer, "/consumer"),
+            ],
+            partial: false,
+            dropped_spans: 0,
+            completion: Completion::Quiet,
+        };
+        let routes: Vec<_> = trace.fold_spans().iter().map(|s| s.http_route).collect();
+        assert_eq!(
+            routes,
+            [Some("/root"), None, Some("/server"), Some("/consumer")]
+        );
     }
 }

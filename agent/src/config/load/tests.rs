@@ -311,6 +311,7 @@ fn runtime_threads_default_to_half_the_cores_and_are_bounded() {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let default = load(EMBEDDED_DEFAULT).unwrap();
     assert_eq!(default.raw.runtime.worker_threads(), (cores / 2).max(1));
+    assert_eq!(crate::config::half_the_cores(), (cores / 2).max(1));
     let set = load("[runtime]\nworker_threads = 3\n").unwrap();
     assert_eq!(set.raw.runtime.worker_threads(), 3);
     for text in [
