@@ -12,9 +12,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -74,7 +72,10 @@ fn trace(n: u64, route: u64) -> Vec<Span> {
             text("server.address", "shop.internal"),
             int("server.port", 8080),
             text("network.protocol.version", "1.1"),
-            text("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) bench"),
+            text(
+                "user_agent.original",
+                "Mozilla/5.0 (X11; Linux x86_64) bench",
+            ),
             text("client.address", "10.0.0.7"),
         ],
         status: Some(Status::default()),

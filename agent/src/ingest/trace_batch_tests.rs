@@ -293,6 +293,29 @@ fn refusals_name_the_field() {
         "invalid protobuf: ExportTraceServiceRequest.resource_spans: \
          ResourceSpans.scope_spans: ScopeSpans.spans: Span.name: not UTF-8"
     );
+
+    // A read attribute's string value, and a field the reader leaves to the
+    // schema (an event's name).
+    for (place, path) in [
+        (
+            "attribute",
+            "Span.attributes: KeyValue.value: AnyValue.string_value: not UTF-8",
+        ),
+        ("event", "Span.events: Event.name: not UTF-8"),
+    ] {
+        let mut original = request(vec![span(0)]);
+        let spans = &mut original.resource_spans[0].scope_spans[0].spans;
+        if place == "attribute" {
+            spans[0].attributes = vec![kv("http.route", text("\u{e9}"))];
+        } else {
+            spans[0].events[0].name = "\u{e9}".into();
+        }
+        let mut bytes = original.encode_to_vec();
+        let at = bytes.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+        bytes[at + 1] = 0x28;
+        let error = TraceBatch::from_protobuf(Bytes::from(bytes)).unwrap_err();
+        assert!(error.to_string().ends_with(path), "{error}");
+    }
 }
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.

@@ -1,12 +1,22 @@
 //! The index of a trace request, built while the request is checked: per
 //! `ResourceSpans` its `service.name` and spans, per span its ids, name, kind,
 //! times, status code and attributes of [`READ_ATTRIBUTES`], each text as the
-//! offsets where it lies in the request. [`Index::of`] runs the schema walk
-//! ([`super::wire::check`]) with an [`Indexer`] told of every field.
+//! offsets where it lies in the request. [`Index::of`] reads the request with
+//! a [`Reader`] written for its shape: a function for each message the index
+//! reads from, which reads those fields itself and hands every other field to
+//! the schema's check ([`wire::check_field`]).
+//!
+//! Why not one walk of the schema telling a visitor of every field (what this
+//! was until session 13): the walk looked each field up in the schema, then the
+//! visitor matched it again and asked which messages it was nested in; the
+//! reader knows both from where it is (BENCHMARKS.md, session 13).
 
 use super::trace_batch::{AttributeValue, READ_ATTRIBUTES};
 use super::trace_schema::{TraceMessage, tag};
-use super::wire::{self, Value, Visit, WireError, text};
+use super::wire::{
+    self, Checked, FIXED64, LENGTH_DELIMITED, VARINT, WireError, bytes, check_field, fail, fixed64,
+    key, string, text, varint,
+};
 
 /// What one request's index holds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,25 +33,16 @@ impl Index {
         // 600 bytes with a few of the attributes read, rather than grown by
         // doubling (and copied) through the request.
         let spans = bytes.len() / 256;
-        let mut index = Self {
-            resources: Vec::new(),
-            spans: Vec::with_capacity(spans),
-            attributes: Vec::with_capacity(spans * 4),
-        };
-        let mut indexer = Indexer {
+        let mut reader = Reader {
             at: Locator(bytes),
-            path: [TraceMessage::Request; PATH_LEN],
-            depth: 0,
-            index,
-            first_span: 0,
-            service: Lookup::NotFound,
-            span: SpanEntry::EMPTY,
-            first_attribute: 0,
-            key: &[],
-            value: None,
+            index: Self {
+                resources: Vec::new(),
+                spans: Vec::with_capacity(spans),
+                attributes: Vec::with_capacity(spans * 4),
+            },
         };
-        wire::check(TraceMessage::Request, bytes, &mut indexer)?;
-        index = indexer.index;
+        reader.request(bytes).map_err(|error| *error)?;
+        let mut index = reader.index;
         // Requests of tiny spans (tests, probes) leave most of that unused;
         // the index lives as long as its batch, so the slack is given back.
         if index.spans.capacity() > 2 * index.spans.len() {
@@ -153,188 +154,307 @@ impl SpanEntry {
     };
 }
 
-/// Messages the walk can be inside at once: the request and its nesting.
-const PATH_LEN: usize = wire::MAX_DEPTH as usize + 1;
+/// How deep each message the [`Reader`] reads lies (the request 0): fields it
+/// does not read are checked at that depth, for prost's recursion limit.
+mod depth {
+    pub(super) const REQUEST: u32 = 0;
+    pub(super) const RESOURCE_SPANS: u32 = 1;
+    pub(super) const RESOURCE: u32 = 2;
+    pub(super) const SCOPE_SPANS: u32 = 2;
+    pub(super) const SPAN: u32 = 3;
+    pub(super) const RESOURCE_ATTRIBUTE: u32 = 3;
+    pub(super) const SPAN_ATTRIBUTE: u32 = 4;
+    pub(super) const STATUS: u32 = 4;
+}
 
-/// Builds the index while [`wire::check`] walks the request. Where a field
-/// repeats, the last occurrence wins and repeated messages merge, as in
-/// prost's decoder: a second status's code replaces the first, a second
-/// resource's attributes follow the first's.
-struct Indexer<'a> {
+/// The nested message at the front of `buf`.
+#[inline(always)]
+fn nested<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Box<WireError>> {
+    bytes(buf).map_err(fail)
+}
+
+/// Reads an `ExportTraceServiceRequest` into an [`Index`], checking it as
+/// prost's decoder would. Where a field repeats, the last occurrence wins and
+/// repeated messages merge, as in prost's decoder: a second status's code
+/// replaces the first, a second resource's attributes follow the first's.
+/// On an error the index holds part of the request.
+struct Reader<'a> {
     at: Locator<'a>,
-    /// The messages entered, outermost first: `path[..depth]`. An array, not
-    /// a `Vec`: it is pushed and popped for every message of the request.
-    path: [TraceMessage; PATH_LEN],
-    depth: usize,
     index: Index,
-    /// The current `ResourceSpans`: its first span and `service.name`.
-    first_span: usize,
-    service: Lookup,
-    /// The current span and its first attribute.
-    span: SpanEntry,
-    first_attribute: usize,
-    /// The current attribute of a span or a resource: its key, and its value
-    /// while it is a scalar.
-    key: &'a [u8],
-    value: Option<ScalarEntry>,
 }
 
-impl Indexer<'_> {
-    /// The message `up` levels above the current one.
-    fn above(&self, up: usize) -> Option<TraceMessage> {
-        let i = self.depth.checked_sub(up + 1)?;
-        self.path.get(i).copied()
-    }
-
-    /// Whether the message `up` levels above the current one is an attribute
-    /// (`KeyValue`) of a span or a resource: `up` is 0 for the `KeyValue`
-    /// itself, 1 for its `AnyValue`, 2 for an array or a map in that.
-    fn in_read_attribute(&self, up: usize) -> bool {
-        self.above(up) == Some(TraceMessage::KeyValue)
-            && matches!(
-                self.above(up + 1),
-                Some(TraceMessage::Span | TraceMessage::Resource)
-            )
-    }
-}
-
-impl<'a> Visit<'a, TraceMessage> for Indexer<'a> {
-    fn enter(&mut self, message: TraceMessage, bytes: &'a [u8]) {
-        // The walk nests no deeper than `wire::MAX_DEPTH`, which fits.
-        if let Some(slot) = self.path.get_mut(self.depth) {
-            *slot = message;
+impl<'a> Reader<'a> {
+    fn request(&mut self, mut buf: &'a [u8]) -> Checked {
+        while !buf.is_empty() {
+            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+            let read = match (tag, wire_type) {
+                (tag::REQUEST_RESOURCE_SPANS, LENGTH_DELIMITED) => {
+                    nested(&mut buf).and_then(|message| self.resource_spans(message))
+                }
+                _ => {
+                    check_field(
+                        TraceMessage::Request,
+                        tag,
+                        wire_type,
+                        &mut buf,
+                        depth::REQUEST,
+                    )?;
+                    continue;
+                }
+            };
+            read.map_err(|error| error.within(TraceMessage::Request, tag))?;
         }
-        self.depth += 1;
-        match message {
-            TraceMessage::ResourceSpans => {
-                self.first_span = self.index.spans.len();
-                self.service = Lookup::NotFound;
-            }
-            TraceMessage::Span => {
-                let empty = self.at.span(&bytes[..0]);
-                self.span = SpanEntry {
-                    trace_id: empty,
-                    span_id: empty,
-                    parent_span_id: empty,
-                    name: empty,
-                    ..SpanEntry::EMPTY
-                };
-                self.first_attribute = self.index.attributes.len();
-            }
-            TraceMessage::KeyValue if self.in_read_attribute(0) => {
-                self.key = &[];
-                self.value = None;
-            }
-            // An array or a map as the value: not a scalar.
-            TraceMessage::ArrayValue | TraceMessage::KeyValueList if self.in_read_attribute(2) => {
-                self.value = None;
-            }
-            _ => {}
-        }
+        Ok(())
     }
 
-    fn field(&mut self, message: TraceMessage, tag: u32, value: Value<'a>) {
+    fn resource_spans(&mut self, mut buf: &'a [u8]) -> Checked {
+        let first_span = self.index.spans.len();
+        let mut service = Lookup::NotFound;
+        while !buf.is_empty() {
+            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+            let read = match (tag, wire_type) {
+                (tag::RESOURCE_SPANS_RESOURCE, LENGTH_DELIMITED) => {
+                    nested(&mut buf).and_then(|message| self.resource(message, &mut service))
+                }
+                (tag::RESOURCE_SPANS_SCOPE_SPANS, LENGTH_DELIMITED) => {
+                    nested(&mut buf).and_then(|message| self.scope_spans(message))
+                }
+                _ => {
+                    check_field(
+                        TraceMessage::ResourceSpans,
+                        tag,
+                        wire_type,
+                        &mut buf,
+                        depth::RESOURCE_SPANS,
+                    )?;
+                    continue;
+                }
+            };
+            read.map_err(|error| error.within(TraceMessage::ResourceSpans, tag))?;
+        }
+        let service = match service {
+            Lookup::Found(name) => name,
+            Lookup::NotFound => None,
+        };
+        self.index.resources.push(ResourceEntry {
+            service,
+            spans: first_span..self.index.spans.len(),
+        });
+        Ok(())
+    }
+
+    fn resource(&mut self, mut buf: &'a [u8], service: &mut Lookup) -> Checked {
+        while !buf.is_empty() {
+            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+            let read = match (tag, wire_type) {
+                (tag::RESOURCE_ATTRIBUTES, LENGTH_DELIMITED) => nested(&mut buf)
+                    .and_then(|message| self.key_value(message, depth::RESOURCE_ATTRIBUTE))
+                    .map(|(key, value)| {
+                        // The first `service.name` decides, a string or not.
+                        if key == b"service.name" && matches!(service, Lookup::NotFound) {
+                            *service = Lookup::Found(match value {
+                                Some(ScalarEntry::Str(name)) => Some(name),
+                                _ => None,
+                            });
+                        }
+                    }),
+                _ => {
+                    check_field(
+                        TraceMessage::Resource,
+                        tag,
+                        wire_type,
+                        &mut buf,
+                        depth::RESOURCE,
+                    )?;
+                    continue;
+                }
+            };
+            read.map_err(|error| error.within(TraceMessage::Resource, tag))?;
+        }
+        Ok(())
+    }
+
+    fn scope_spans(&mut self, mut buf: &'a [u8]) -> Checked {
+        while !buf.is_empty() {
+            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+            let read = match (tag, wire_type) {
+                (tag::SCOPE_SPANS_SPANS, LENGTH_DELIMITED) => {
+                    nested(&mut buf).and_then(|message| self.span(message))
+                }
+                _ => {
+                    check_field(
+                        TraceMessage::ScopeSpans,
+                        tag,
+                        wire_type,
+                        &mut buf,
+                        depth::SCOPE_SPANS,
+                    )?;
+                    continue;
+                }
+            };
+            read.map_err(|error| error.within(TraceMessage::ScopeSpans, tag))?;
+        }
+        Ok(())
+    }
+
+    fn span(&mut self, mut buf: &'a [u8]) -> Checked {
         let at = self.at;
-        match (message, tag, value) {
-            (TraceMessage::Span, tag::SPAN_TRACE_ID, Value::Bytes(id)) => {
-                self.span.trace_id = at.span(id);
-            }
-            (TraceMessage::Span, tag::SPAN_SPAN_ID, Value::Bytes(id)) => {
-                self.span.span_id = at.span(id);
-            }
-            (TraceMessage::Span, tag::SPAN_PARENT_SPAN_ID, Value::Bytes(id)) => {
-                self.span.parent_span_id = at.span(id);
-            }
-            (TraceMessage::Span, tag::SPAN_NAME, Value::Bytes(name)) => {
-                self.span.name = at.span(name);
-            }
-            #[allow(clippy::cast_possible_truncation)] // int32 on the wire, as prost reads it
-            (TraceMessage::Span, tag::SPAN_KIND, Value::Varint(kind)) => {
-                self.span.kind = kind as i32;
-            }
-            (TraceMessage::Span, tag::SPAN_START, Value::Fixed64(nanos)) => {
-                self.span.start_unix_nanos = nanos;
-            }
-            (TraceMessage::Span, tag::SPAN_END, Value::Fixed64(nanos)) => {
-                self.span.end_unix_nanos = nanos;
-            }
-            // A status is in a span alone.
-            #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
-            (TraceMessage::Status, tag::STATUS_CODE, Value::Varint(code)) => {
-                self.span.status_code = code as i32;
-            }
-            (TraceMessage::KeyValue, tag::KEY_VALUE_KEY, Value::Bytes(key))
-                if self.in_read_attribute(0) =>
-            {
-                self.key = key;
-            }
-            (TraceMessage::AnyValue, tag, value) if self.in_read_attribute(1) => {
-                // The last of the `oneof` wins; bytes and string-table
-                // indexes are not scalars the agent reads.
-                self.value = match (tag, value) {
-                    (tag::ANY_STRING, Value::Bytes(text)) => {
-                        Some(ScalarEntry::Str(self.at.span(text)))
+        let empty = at.span(&buf[..0]);
+        let mut span = SpanEntry {
+            trace_id: empty,
+            span_id: empty,
+            parent_span_id: empty,
+            name: empty,
+            ..SpanEntry::EMPTY
+        };
+        let first_attribute = self.index.attributes.len();
+        while !buf.is_empty() {
+            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+            let read = match (tag, wire_type) {
+                (tag::SPAN_TRACE_ID, LENGTH_DELIMITED) => {
+                    bytes(&mut buf).map(|id| span.trace_id = at.span(id))
+                }
+                (tag::SPAN_SPAN_ID, LENGTH_DELIMITED) => {
+                    bytes(&mut buf).map(|id| span.span_id = at.span(id))
+                }
+                (tag::SPAN_PARENT_SPAN_ID, LENGTH_DELIMITED) => {
+                    bytes(&mut buf).map(|id| span.parent_span_id = at.span(id))
+                }
+                (tag::SPAN_NAME, LENGTH_DELIMITED) => {
+                    string(&mut buf).map(|name| span.name = at.span(name))
+                }
+                #[allow(clippy::cast_possible_truncation)] // int32 on the wire, as prost reads it
+                (tag::SPAN_KIND, VARINT) => varint(&mut buf).map(|kind| span.kind = kind as i32),
+                (tag::SPAN_START, FIXED64) => {
+                    fixed64(&mut buf).map(|nanos| span.start_unix_nanos = nanos)
+                }
+                (tag::SPAN_END, FIXED64) => {
+                    fixed64(&mut buf).map(|nanos| span.end_unix_nanos = nanos)
+                }
+                (tag::SPAN_ATTRIBUTES, LENGTH_DELIMITED) => {
+                    let attribute = nested(&mut buf)
+                        .and_then(|message| self.key_value(message, depth::SPAN_ATTRIBUTE));
+                    match attribute {
+                        Ok((key, value)) => {
+                            if let Some(name) = read_index(key) {
+                                self.index.attributes.push(AttributeEntry { name, value });
+                            }
+                            continue;
+                        }
+                        Err(error) => return Err(error.within(TraceMessage::Span, tag)),
                     }
-                    (tag::ANY_BOOL, Value::Varint(b)) => Some(ScalarEntry::Bool(b != 0)),
-                    #[allow(clippy::cast_possible_wrap)] // int64 on the wire
-                    (tag::ANY_INT, Value::Varint(i)) => Some(ScalarEntry::Int(i as i64)),
-                    (tag::ANY_DOUBLE, Value::Fixed64(bits)) => {
-                        Some(ScalarEntry::Float(f64::from_bits(bits)))
-                    }
-                    (other, _) if tag::ANY_OTHERS.contains(&other) => None,
-                    _ => self.value,
-                };
-            }
-            _ => {}
+                }
+                (tag::SPAN_STATUS, LENGTH_DELIMITED) => {
+                    nested(&mut buf)
+                        .and_then(|message| status(message, &mut span.status_code))
+                        .map_err(|error| error.within(TraceMessage::Span, tag))?;
+                    continue;
+                }
+                _ => {
+                    check_field(TraceMessage::Span, tag, wire_type, &mut buf, depth::SPAN)?;
+                    continue;
+                }
+            };
+            read.map_err(|fault| fail(fault).within(TraceMessage::Span, tag))?;
         }
+        // Far fewer than 4 Gi attributes fit in a request.
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        span.attributes = (
+            count(first_attribute),
+            count(self.index.attributes.len() - first_attribute),
+        );
+        self.index.spans.push(span);
+        Ok(())
     }
 
-    fn leave(&mut self, message: TraceMessage) {
-        self.depth = self.depth.saturating_sub(1);
-        match message {
-            TraceMessage::KeyValue => match self.above(0) {
-                Some(TraceMessage::Span) => {
-                    if let Some(name) = read_index(self.key) {
-                        self.index.attributes.push(AttributeEntry {
-                            name,
-                            value: self.value,
-                        });
-                    }
+    /// An attribute (`KeyValue`) of a span or a resource nested `depth` deep:
+    /// its key and, when a scalar, its value.
+    fn key_value(
+        &self,
+        mut buf: &'a [u8],
+        depth: u32,
+    ) -> Result<(&'a [u8], Option<ScalarEntry>), Box<WireError>> {
+        let mut key_text: &[u8] = &[];
+        let mut value = None;
+        while !buf.is_empty() {
+            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+            let read = match (tag, wire_type) {
+                (tag::KEY_VALUE_KEY, LENGTH_DELIMITED) => {
+                    string(&mut buf).map(|text| key_text = text).map_err(fail)
                 }
-                // The first `service.name` decides, a string or not.
-                Some(TraceMessage::Resource)
-                    if self.key == b"service.name" && matches!(self.service, Lookup::NotFound) =>
-                {
-                    self.service = Lookup::Found(match self.value {
-                        Some(ScalarEntry::Str(name)) => Some(name),
-                        _ => None,
-                    });
+                (tag::KEY_VALUE_VALUE, LENGTH_DELIMITED) => nested(&mut buf)
+                    .and_then(|message| self.any_value(message, depth + 1, &mut value)),
+                _ => {
+                    check_field(TraceMessage::KeyValue, tag, wire_type, &mut buf, depth)?;
+                    continue;
                 }
-                _ => {}
-            },
-            TraceMessage::Span => {
-                // Far fewer than 4 Gi attributes fit in a request.
-                let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-                self.span.attributes = (
-                    count(self.first_attribute),
-                    count(self.index.attributes.len() - self.first_attribute),
-                );
-                self.index.spans.push(self.span);
-            }
-            TraceMessage::ResourceSpans => {
-                let service = match self.service {
-                    Lookup::Found(name) => name,
-                    Lookup::NotFound => None,
-                };
-                self.index.resources.push(ResourceEntry {
-                    service,
-                    spans: self.first_span..self.index.spans.len(),
-                });
-            }
-            _ => {}
+            };
+            read.map_err(|error| error.within(TraceMessage::KeyValue, tag))?;
         }
+        Ok((key_text, value))
+    }
+
+    /// An attribute's value nested `depth` deep. A repeated value merges into
+    /// `value`: the last of the `oneof` wins.
+    fn any_value(&self, mut buf: &'a [u8], depth: u32, value: &mut Option<ScalarEntry>) -> Checked {
+        let at = self.at;
+        while !buf.is_empty() {
+            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+            let read = match (tag, wire_type) {
+                (tag::ANY_STRING, LENGTH_DELIMITED) => {
+                    string(&mut buf).map(|text| *value = Some(ScalarEntry::Str(at.span(text))))
+                }
+                (tag::ANY_BOOL, VARINT) => {
+                    varint(&mut buf).map(|b| *value = Some(ScalarEntry::Bool(b != 0)))
+                }
+                #[allow(clippy::cast_possible_wrap)] // int64 on the wire
+                (tag::ANY_INT, VARINT) => {
+                    varint(&mut buf).map(|i| *value = Some(ScalarEntry::Int(i as i64)))
+                }
+                (tag::ANY_DOUBLE, FIXED64) => fixed64(&mut buf)
+                    .map(|bits| *value = Some(ScalarEntry::Float(f64::from_bits(bits)))),
+                _ => {
+                    check_field(TraceMessage::AnyValue, tag, wire_type, &mut buf, depth)?;
+                    // An array, a map, bytes or a string-table index: not a
+                    // scalar the agent reads.
+                    if tag::ANY_OTHERS.contains(&tag) {
+                        *value = None;
+                    }
+                    continue;
+                }
+            };
+            read.map_err(|fault| fail(fault).within(TraceMessage::AnyValue, tag))?;
+        }
+        Ok(())
     }
 }
+
+/// A span's status: its code (protobuf's 0 when absent) into `code`.
+fn status(mut buf: &[u8], code: &mut i32) -> Checked {
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+        match (tag, wire_type) {
+            #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
+            (tag::STATUS_CODE, VARINT) => {
+                *code = varint(&mut buf)
+                    .map_err(|fault| fail(fault).within(TraceMessage::Status, tag))?
+                    as i32;
+            }
+            _ => check_field(
+                TraceMessage::Status,
+                tag,
+                wire_type,
+                &mut buf,
+                depth::STATUS,
+            )?,
+        }
+    }
+    Ok(())
+}
+
+// The reader nests far less deep than prost's limit, so only what
+// `check_field` checks can reach it.
+const _: () = assert!(depth::SPAN_ATTRIBUTE + 1 < wire::MAX_DEPTH);
 
 /// The index in [`READ_ATTRIBUTES`] of an attribute named `key`.
 fn read_index(key: &[u8]) -> Option<u8> {

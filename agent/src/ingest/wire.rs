@@ -1,11 +1,14 @@
 //! Protobuf's wire format read in place, with no message decoded into owned
-//! structs: [`check`] walks a message against a [`Schema`], refuses what
-//! prost's generated decoders refuse (a key, varint or length out of bounds, a
-//! known field of the wrong wire type, a string that is not UTF-8, nesting past
-//! prost's recursion limit), and reports each field it checked to a [`Visit`],
-//! so one pass both checks a request and reads what the agent needs of it.
-//! One- and two-byte varints (nearly every key, length and enum) are read
-//! inline; longer ones by prost's own `decode_varint`.
+//! structs: [`check_message`] walks a message against a [`Schema`] and refuses
+//! what prost's generated decoders refuse (a key, varint or length out of
+//! bounds, a known field of the wrong wire type, a string that is not UTF-8,
+//! nesting past prost's recursion limit). A reader written for one message's
+//! shape (`super::trace_index`) reads the fields it needs with the pieces
+//! here ([`key`], [`varint`], [`bytes`], [`string`], [`fixed64`]) and hands
+//! every other field to [`check_field`], so what it does not read is checked
+//! by the schema all the same. One- and two-byte varints (nearly every key,
+//! length and enum) are read inline; longer ones by prost's own
+//! `decode_varint`.
 //!
 //! A test in `trace_batch_tests.rs` holds the check to prost's verdict on
 //! 20,000 mangled OTLP requests.
@@ -18,12 +21,12 @@ use prost::encoding::decode_varint;
 pub(crate) const MAX_DEPTH: u32 = 100;
 
 /// Wire types, as the key's low three bits give them.
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LENGTH_DELIMITED: u8 = 2;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const FIXED64: u8 = 1;
+pub(crate) const LENGTH_DELIMITED: u8 = 2;
 const START_GROUP: u8 = 3;
 const END_GROUP: u8 = 4;
-const FIXED32: u8 = 5;
+pub(crate) const FIXED32: u8 = 5;
 
 /// What a known field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,27 +65,10 @@ pub(crate) trait Schema: Copy {
     fn field(self, tag: u32) -> Option<(&'static str, FieldType<Self>)>;
 }
 
-/// Told of every field [`check`] walks, in wire order.
-pub(crate) trait Visit<'a, S> {
-    /// A message of type `schema` starts: the outermost, then each nested one.
-    fn enter(&mut self, schema: S, message: &'a [u8]);
-    /// A field other than a nested message, checked.
-    fn field(&mut self, schema: S, tag: u32, value: Value<'a>);
-    /// The message of type `schema` entered last ends.
-    fn leave(&mut self, schema: S);
-}
-
-/// Checking alone.
-impl<'a, S> Visit<'a, S> for () {
-    fn enter(&mut self, _: S, _: &'a [u8]) {}
-    fn field(&mut self, _: S, _: u32, _: Value<'a>) {}
-    fn leave(&mut self, _: S) {}
-}
-
 /// What is wrong at the point reading stopped. Fieldless, so a result of a
 /// varint and a fault fits in two registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     Truncated,
     Varint,
     Key,
@@ -123,84 +109,68 @@ impl fmt::Display for WireError {
     }
 }
 
-/// Boxed so that the success path moves one word, not the whole error.
-type Checked = Result<(), Box<WireError>>;
+impl WireError {
+    /// The error, found in field `tag` of a message of type `schema`.
+    #[cold]
+    pub(crate) fn within<S: Schema>(mut self: Box<Self>, schema: S, tag: u32) -> Box<Self> {
+        let field = schema.field(tag).map_or("?", |(name, _)| name);
+        self.path.push((schema.name(), field));
+        self
+    }
+}
 
-fn fail(fault: Fault) -> Box<WireError> {
+/// Boxed so that the success path moves one word, not the whole error.
+pub(crate) type Checked = Result<(), Box<WireError>>;
+
+#[cold]
+pub(crate) fn fail(fault: Fault) -> Box<WireError> {
     Box::new(WireError {
         path: Vec::new(),
         fault,
     })
 }
 
-/// Checks that `message` is a well-formed message of type `schema`, nested
-/// messages included, telling `visit` of each field. On an error `visit` has
-/// seen part of the message.
-pub(crate) fn check<'a, S: Schema, V: Visit<'a, S>>(
-    schema: S,
-    message: &'a [u8],
-    visit: &mut V,
-) -> Result<(), WireError> {
-    visit.enter(schema, message);
-    check_at(schema, message, 0, visit).map_err(|e| *e)?;
-    visit.leave(schema);
+/// Checks that `message` is a well-formed message of type `schema` nested
+/// `depth` levels deep (0 for a request), its nested messages included.
+pub(crate) fn check_message<S: Schema>(schema: S, mut message: &[u8], depth: u32) -> Checked {
+    while !message.is_empty() {
+        let (tag, wire_type) = key(&mut message).map_err(fail)?;
+        check_field(schema, tag, wire_type, &mut message, depth)?;
+    }
     Ok(())
 }
 
-fn check_at<'a, S: Schema, V: Visit<'a, S>>(
+/// Checks the value of field `tag` (its key read, `wire_type` its wire type)
+/// of a message of type `schema` nested `depth` levels deep, and moves `buf`
+/// past it. An unknown field is skipped, as protobuf asks.
+pub(crate) fn check_field<S: Schema>(
     schema: S,
-    mut buf: &'a [u8],
+    tag: u32,
+    wire_type: u8,
+    buf: &mut &[u8],
     depth: u32,
-    visit: &mut V,
 ) -> Checked {
-    while !buf.is_empty() {
-        let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-        let Some((field, field_type)) = schema.field(tag) else {
-            skip(wire_type, tag, &mut buf, depth).map_err(fail)?;
-            continue;
-        };
-        let at = |mut error: Box<WireError>| {
-            error.path.push((schema.name(), field));
-            error
-        };
-        if wire_type != field_type.wire_type() {
-            return Err(at(fail(Fault::WireType)));
-        }
-        let value = match field_type {
-            FieldType::Varint => varint(&mut buf).map(Value::Varint),
-            FieldType::Fixed64 => take(&mut buf, 8).map(|bytes| {
-                let mut word = [0; 8];
-                word.copy_from_slice(bytes);
-                Value::Fixed64(u64::from_le_bytes(word))
-            }),
-            FieldType::Fixed32 => take(&mut buf, 4).map(|bytes| {
-                let mut word = [0; 4];
-                word.copy_from_slice(bytes);
-                Value::Fixed32(u32::from_le_bytes(word))
-            }),
-            FieldType::Bytes => length_delimited(&mut buf).map(Value::Bytes),
-            FieldType::Str => length_delimited(&mut buf).and_then(|text| {
-                if is_utf8(text) {
-                    Ok(Value::Bytes(text))
-                } else {
-                    Err(Fault::Utf8)
-                }
-            }),
-            FieldType::Message(inner) => {
-                let nested = length_delimited(&mut buf).map_err(|f| at(fail(f)))?;
+    let Some((_, field_type)) = schema.field(tag) else {
+        return skip(wire_type, tag, buf, depth).map_err(fail);
+    };
+    let checked = if wire_type != field_type.wire_type() {
+        Err(fail(Fault::WireType))
+    } else {
+        match field_type {
+            FieldType::Varint => varint(buf).map(drop).map_err(fail),
+            FieldType::Fixed64 => fixed64(buf).map(drop).map_err(fail),
+            FieldType::Fixed32 => take(buf, 4).map(drop).map_err(fail),
+            FieldType::Bytes => bytes(buf).map(drop).map_err(fail),
+            FieldType::Str => string(buf).map(drop).map_err(fail),
+            FieldType::Message(inner) => bytes(buf).map_err(fail).and_then(|nested| {
                 if depth + 1 > MAX_DEPTH {
-                    return Err(at(fail(Fault::Depth)));
+                    return Err(fail(Fault::Depth));
                 }
-                visit.enter(inner, nested);
-                check_at(inner, nested, depth + 1, visit).map_err(at)?;
-                visit.leave(inner);
-                continue;
-            }
+                check_message(inner, nested, depth + 1)
+            }),
         }
-        .map_err(|f| at(fail(f)))?;
-        visit.field(schema, tag, value);
-    }
-    Ok(())
+    };
+    checked.map_err(|error| error.within(schema, tag))
 }
 
 fn is_utf8(bytes: &[u8]) -> bool {
@@ -217,7 +187,7 @@ fn skip(wire_type: u8, tag: u32, buf: &mut &[u8], depth: u32) -> Result<(), Faul
         VARINT => varint(buf).map(drop),
         FIXED64 => take(buf, 8).map(drop),
         FIXED32 => take(buf, 4).map(drop),
-        LENGTH_DELIMITED => length_delimited(buf).map(drop),
+        LENGTH_DELIMITED => bytes(buf).map(drop),
         START_GROUP => loop {
             let (inner_tag, inner_wire_type) = key(buf)?;
             if inner_wire_type == END_GROUP {
@@ -236,7 +206,7 @@ fn skip(wire_type: u8, tag: u32, buf: &mut &[u8], depth: u32) -> Result<(), Faul
 /// A varint; one- and two-byte ones (nearly every key, enum and length, a
 /// span's included) inline, the rest by prost.
 #[inline(always)]
-fn varint(buf: &mut &[u8]) -> Result<u64, Fault> {
+pub(crate) fn varint(buf: &mut &[u8]) -> Result<u64, Fault> {
     let bytes: &[u8] = buf;
     match bytes {
         [byte, rest @ ..] if *byte < 0x80 => {
@@ -261,7 +231,7 @@ fn long_varint(buf: &mut &[u8]) -> Result<u64, Fault> {
 
 /// A field key: its tag and wire type (refused as prost refuses them).
 #[inline(always)]
-fn key(buf: &mut &[u8]) -> Result<(u32, u8), Fault> {
+pub(crate) fn key(buf: &mut &[u8]) -> Result<(u32, u8), Fault> {
     let key = varint(buf)?;
     let wire_type = (key & 0x07) as u8;
     match u32::try_from(key >> 3) {
@@ -282,27 +252,34 @@ fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], Fault> {
     Ok(head)
 }
 
+/// A length-delimited value: bytes, a string or a nested message.
 #[inline(always)]
-fn length_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Fault> {
+pub(crate) fn bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Fault> {
     let len = varint(buf)?;
     take(buf, usize::try_from(len).map_err(|_| Fault::Truncated)?)
 }
 
-/// A field's value as the wire holds it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Value<'a> {
-    /// A varint, not yet narrowed to the field's type.
-    Varint(u64),
-    /// Eight bytes, little-endian.
-    Fixed64(u64),
-    /// Four bytes, little-endian.
-    Fixed32(u32),
-    /// A string, bytes or a nested message.
-    Bytes(&'a [u8]),
+/// A string: bytes that must be UTF-8.
+#[inline(always)]
+pub(crate) fn string<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Fault> {
+    let text = bytes(buf)?;
+    if is_utf8(text) {
+        Ok(text)
+    } else {
+        Err(Fault::Utf8)
+    }
+}
+
+/// Eight bytes, little-endian: a `fixed64` or a `double`.
+#[inline(always)]
+pub(crate) fn fixed64(buf: &mut &[u8]) -> Result<u64, Fault> {
+    let mut word = [0; 8];
+    word.copy_from_slice(take(buf, 8)?);
+    Ok(u64::from_le_bytes(word))
 }
 
 /// The text of a string field of a checked message (`""` were it not UTF-8,
-/// which [`check`] rules out).
+/// which [`string`] rules out).
 pub(crate) fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
@@ -336,39 +313,31 @@ mod tests {
         }
     }
 
-    /// What a walk told, in order.
-    #[derive(Default)]
-    struct Seen(Vec<String>);
-
-    impl<'a> Visit<'a, Test> for Seen {
-        fn enter(&mut self, schema: Test, _: &'a [u8]) {
-            self.0.push(format!("enter {}", schema.name()));
-        }
-        fn field(&mut self, schema: Test, tag: u32, value: Value<'a>) {
-            self.0.push(format!("{}.{tag} = {value:?}", schema.name()));
-        }
-        fn leave(&mut self, schema: Test) {
-            self.0.push(format!("leave {}", schema.name()));
-        }
+    fn check(schema: Test, message: &[u8]) -> Result<(), WireError> {
+        check_message(schema, message, 0).map_err(|error| *error)
     }
 
     #[test]
-    fn fields_are_told_in_order_nested_ones_between_enter_and_leave() {
-        // Outer { inner: Inner { text: "hi" }, count: 3 }
-        let message = [0x0a, 0x04, 0x0a, 0x02, b'h', b'i', 0x10, 0x03];
-        let mut seen = Seen::default();
-        check(Test::Outer, &message, &mut seen).unwrap();
-        assert_eq!(
-            seen.0,
-            [
-                "enter Outer",
-                "enter Inner",
-                "Inner.1 = Bytes([104, 105])",
-                "leave Inner",
-                "Outer.2 = Varint(3)",
-                "leave Outer",
-            ]
-        );
+    fn the_pieces_read_fields_in_wire_order() {
+        // Outer { inner: Inner { text: "hi" }, count: 300 }, then field 3 as
+        // a fixed64.
+        let head: &[u8] = &[0x0a, 0x04, 0x0a, 0x02, b'h', b'i', 0x10, 0xac, 0x02, 0x19];
+        let message = [head, &7u64.to_le_bytes()].concat();
+        let mut buf: &[u8] = &message;
+        assert_eq!(key(&mut buf), Ok((1, LENGTH_DELIMITED)));
+        let mut inner = bytes(&mut buf).unwrap();
+        assert_eq!(key(&mut inner), Ok((1, LENGTH_DELIMITED)));
+        assert_eq!(string(&mut inner), Ok(&b"hi"[..]));
+        assert!(inner.is_empty());
+        assert_eq!(key(&mut buf), Ok((2, VARINT)));
+        assert_eq!(varint(&mut buf), Ok(300));
+        assert_eq!(key(&mut buf), Ok((3, FIXED64)));
+        assert_eq!(fixed64(&mut buf), Ok(7));
+        assert!(buf.is_empty());
+        // A string that is not UTF-8, a length past the end, a key of tag 0.
+        assert_eq!(string(&mut &[0x02, 0xc3, 0x28][..]), Err(Fault::Utf8));
+        assert_eq!(bytes(&mut &[0x05, b'a'][..]), Err(Fault::Truncated));
+        assert_eq!(key(&mut &[0x02][..]), Err(Fault::Key));
     }
 
     #[test]
@@ -376,35 +345,28 @@ mod tests {
         // Outer.inner = Inner { text: "\xff" }
         let bad_text = [0x0a, 0x03, 0x0a, 0x01, 0xff];
         assert_eq!(
-            check(Test::Outer, &bad_text, &mut ())
-                .unwrap_err()
-                .to_string(),
+            check(Test::Outer, &bad_text).unwrap_err().to_string(),
             "Outer.inner: Inner.text: not UTF-8"
         );
         // Outer.count as a fixed32.
         let wrong_wire_type = [0x15, 1, 2, 3, 4];
         assert!(
-            check(Test::Outer, &wrong_wire_type, &mut ())
+            check(Test::Outer, &wrong_wire_type)
                 .unwrap_err()
                 .to_string()
                 .starts_with("Outer.count: wrong wire type")
         );
         // A length past the end.
-        assert!(check(Test::Outer, &[0x0a, 0x05, 0x0a], &mut ()).is_err());
+        assert!(check(Test::Outer, &[0x0a, 0x05, 0x0a]).is_err());
     }
 
     #[test]
     fn unknown_fields_and_groups_are_skipped() {
         // field 9 varint, field 10 group { field 1 fixed32 }, then count = 7.
         let message = [0x48, 0x01, 0x53, 0x0d, 1, 2, 3, 4, 0x54, 0x10, 0x07];
-        let mut seen = Seen::default();
-        check(Test::Outer, &message, &mut seen).unwrap();
-        assert_eq!(
-            seen.0,
-            ["enter Outer", "Outer.2 = Varint(7)", "leave Outer"]
-        );
+        check(Test::Outer, &message).unwrap();
         // An end group without its start.
-        assert!(check(Test::Outer, &[0x54], &mut ()).is_err());
+        assert!(check(Test::Outer, &[0x54]).is_err());
     }
 
     #[test]
@@ -423,9 +385,9 @@ mod tests {
             outer.extend_from_slice(&message);
             outer
         }
-        check(Test::Outer, &nested(98), &mut ()).unwrap();
+        check(Test::Outer, &nested(98)).unwrap();
         assert!(
-            check(Test::Outer, &nested(100), &mut ())
+            check(Test::Outer, &nested(100))
                 .unwrap_err()
                 .to_string()
                 .ends_with("recursion limit reached")
