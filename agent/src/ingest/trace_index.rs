@@ -167,10 +167,46 @@ mod depth {
     pub(super) const STATUS: u32 = 4;
 }
 
-/// The nested message at the front of `buf`.
+/// The length-delimited value at the front of `buf`: bytes or a nested
+/// message.
 #[inline(always)]
-fn nested<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Box<WireError>> {
+fn delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Box<WireError>> {
     bytes(buf).map_err(fail)
+}
+
+/// Walks the fields of a message of type `schema` nested `depth` deep:
+/// `read` reads those it knows from the front of `buf` (given the tag and wire
+/// type), and answers `None` for any other, which the schema then checks. A
+/// fault `read` reports is placed in the field it was reading.
+#[inline(always)]
+fn fields<'a>(
+    schema: TraceMessage,
+    depth: u32,
+    mut buf: &'a [u8],
+    mut read: impl FnMut(u32, u8, &mut &'a [u8]) -> Option<Checked>,
+) -> Checked {
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf).map_err(fail)?;
+        match read(tag, wire_type, &mut buf) {
+            Some(read) => read.map_err(|error| error.within(schema, tag))?,
+            None => check_field(schema, tag, wire_type, &mut buf, depth)?,
+        }
+    }
+    Ok(())
+}
+
+/// Walks a message of type `schema` nested `depth` deep whose one field read
+/// is the repeated message of tag `field`, each read by `read`.
+fn each<'a>(
+    schema: TraceMessage,
+    depth: u32,
+    field: u32,
+    buf: &'a [u8],
+    mut read: impl FnMut(&'a [u8]) -> Checked,
+) -> Checked {
+    fields(schema, depth, buf, |tag, wire_type, buf| {
+        (tag == field && wire_type == LENGTH_DELIMITED).then(|| delimited(buf).and_then(&mut read))
+    })
 }
 
 /// Reads an `ExportTraceServiceRequest` into an [`Index`], checking it as
@@ -184,54 +220,35 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn request(&mut self, mut buf: &'a [u8]) -> Checked {
-        while !buf.is_empty() {
-            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-            let read = match (tag, wire_type) {
-                (tag::REQUEST_RESOURCE_SPANS, LENGTH_DELIMITED) => {
-                    nested(&mut buf).and_then(|message| self.resource_spans(message))
-                }
-                _ => {
-                    check_field(
-                        TraceMessage::Request,
-                        tag,
-                        wire_type,
-                        &mut buf,
-                        depth::REQUEST,
-                    )?;
-                    continue;
-                }
-            };
-            read.map_err(|error| error.within(TraceMessage::Request, tag))?;
-        }
-        Ok(())
+    fn request(&mut self, buf: &'a [u8]) -> Checked {
+        each(
+            TraceMessage::Request,
+            depth::REQUEST,
+            tag::REQUEST_RESOURCE_SPANS,
+            buf,
+            |message| self.resource_spans(message),
+        )
     }
 
-    fn resource_spans(&mut self, mut buf: &'a [u8]) -> Checked {
+    fn resource_spans(&mut self, buf: &'a [u8]) -> Checked {
         let first_span = self.index.spans.len();
         let mut service = Lookup::NotFound;
-        while !buf.is_empty() {
-            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-            let read = match (tag, wire_type) {
-                (tag::RESOURCE_SPANS_RESOURCE, LENGTH_DELIMITED) => {
-                    nested(&mut buf).and_then(|message| self.resource(message, &mut service))
-                }
-                (tag::RESOURCE_SPANS_SCOPE_SPANS, LENGTH_DELIMITED) => {
-                    nested(&mut buf).and_then(|message| self.scope_spans(message))
-                }
-                _ => {
-                    check_field(
-                        TraceMessage::ResourceSpans,
-                        tag,
-                        wire_type,
-                        &mut buf,
-                        depth::RESOURCE_SPANS,
-                    )?;
-                    continue;
-                }
-            };
-            read.map_err(|error| error.within(TraceMessage::ResourceSpans, tag))?;
-        }
+        fields(
+            TraceMessage::ResourceSpans,
+            depth::RESOURCE_SPANS,
+            buf,
+            |tag, wire_type, buf| {
+                Some(match (tag, wire_type) {
+                    (tag::RESOURCE_SPANS_RESOURCE, LENGTH_DELIMITED) => {
+                        delimited(buf).and_then(|message| self.resource(message, &mut service))
+                    }
+                    (tag::RESOURCE_SPANS_SCOPE_SPANS, LENGTH_DELIMITED) => {
+                        delimited(buf).and_then(|message| self.scope_spans(message))
+                    }
+                    _ => return None,
+                })
+            },
+        )?;
         let service = match service {
             Lookup::Found(name) => name,
             Lookup::NotFound => None,
@@ -243,61 +260,41 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn resource(&mut self, mut buf: &'a [u8], service: &mut Lookup) -> Checked {
-        while !buf.is_empty() {
-            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-            let read = match (tag, wire_type) {
-                (tag::RESOURCE_ATTRIBUTES, LENGTH_DELIMITED) => nested(&mut buf)
-                    .and_then(|message| self.key_value(message, depth::RESOURCE_ATTRIBUTE))
-                    .map(|(key, value)| {
-                        // The first `service.name` decides, a string or not.
-                        if key == b"service.name" && matches!(service, Lookup::NotFound) {
-                            *service = Lookup::Found(match value {
-                                Some(ScalarEntry::Str(name)) => Some(name),
-                                _ => None,
-                            });
-                        }
-                    }),
-                _ => {
-                    check_field(
-                        TraceMessage::Resource,
-                        tag,
-                        wire_type,
-                        &mut buf,
-                        depth::RESOURCE,
-                    )?;
-                    continue;
-                }
-            };
-            read.map_err(|error| error.within(TraceMessage::Resource, tag))?;
-        }
-        Ok(())
+    fn resource(&mut self, buf: &'a [u8], service: &mut Lookup) -> Checked {
+        fields(
+            TraceMessage::Resource,
+            depth::RESOURCE,
+            buf,
+            |tag, wire_type, buf| {
+                Some(match (tag, wire_type) {
+                    (tag::RESOURCE_ATTRIBUTES, LENGTH_DELIMITED) => delimited(buf)
+                        .and_then(|message| self.key_value(message, depth::RESOURCE_ATTRIBUTE))
+                        .map(|(key, value)| {
+                            // The first `service.name` decides, a string or not.
+                            if key == b"service.name" && matches!(service, Lookup::NotFound) {
+                                *service = Lookup::Found(match value {
+                                    Some(ScalarEntry::Str(name)) => Some(name),
+                                    _ => None,
+                                });
+                            }
+                        }),
+                    _ => return None,
+                })
+            },
+        )
     }
 
-    fn scope_spans(&mut self, mut buf: &'a [u8]) -> Checked {
-        while !buf.is_empty() {
-            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-            let read = match (tag, wire_type) {
-                (tag::SCOPE_SPANS_SPANS, LENGTH_DELIMITED) => {
-                    nested(&mut buf).and_then(|message| self.span(message))
-                }
-                _ => {
-                    check_field(
-                        TraceMessage::ScopeSpans,
-                        tag,
-                        wire_type,
-                        &mut buf,
-                        depth::SCOPE_SPANS,
-                    )?;
-                    continue;
-                }
-            };
-            read.map_err(|error| error.within(TraceMessage::ScopeSpans, tag))?;
-        }
-        Ok(())
+    fn scope_spans(&mut self, buf: &'a [u8]) -> Checked {
+        each(
+            TraceMessage::ScopeSpans,
+            depth::SCOPE_SPANS,
+            tag::SCOPE_SPANS_SPANS,
+            buf,
+            |message| self.span(message),
+        )
     }
 
-    fn span(&mut self, mut buf: &'a [u8]) -> Checked {
+    fn span(&mut self, buf: &'a [u8]) -> Checked {
         let at = self.at;
         let empty = at.span(&buf[..0]);
         let mut span = SpanEntry {
@@ -308,55 +305,49 @@ impl<'a> Reader<'a> {
             ..SpanEntry::EMPTY
         };
         let first_attribute = self.index.attributes.len();
-        while !buf.is_empty() {
-            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-            let read = match (tag, wire_type) {
-                (tag::SPAN_TRACE_ID, LENGTH_DELIMITED) => {
-                    bytes(&mut buf).map(|id| span.trace_id = at.span(id))
-                }
-                (tag::SPAN_SPAN_ID, LENGTH_DELIMITED) => {
-                    bytes(&mut buf).map(|id| span.span_id = at.span(id))
-                }
-                (tag::SPAN_PARENT_SPAN_ID, LENGTH_DELIMITED) => {
-                    bytes(&mut buf).map(|id| span.parent_span_id = at.span(id))
-                }
-                (tag::SPAN_NAME, LENGTH_DELIMITED) => {
-                    string(&mut buf).map(|name| span.name = at.span(name))
-                }
-                #[allow(clippy::cast_possible_truncation)] // int32 on the wire, as prost reads it
-                (tag::SPAN_KIND, VARINT) => varint(&mut buf).map(|kind| span.kind = kind as i32),
-                (tag::SPAN_START, FIXED64) => {
-                    fixed64(&mut buf).map(|nanos| span.start_unix_nanos = nanos)
-                }
-                (tag::SPAN_END, FIXED64) => {
-                    fixed64(&mut buf).map(|nanos| span.end_unix_nanos = nanos)
-                }
-                (tag::SPAN_ATTRIBUTES, LENGTH_DELIMITED) => {
-                    let attribute = nested(&mut buf)
-                        .and_then(|message| self.key_value(message, depth::SPAN_ATTRIBUTE));
-                    match attribute {
-                        Ok((key, value)) => {
+        fields(
+            TraceMessage::Span,
+            depth::SPAN,
+            buf,
+            |tag, wire_type, buf| {
+                Some(match (tag, wire_type) {
+                    (tag::SPAN_TRACE_ID, LENGTH_DELIMITED) => {
+                        delimited(buf).map(|id| span.trace_id = at.span(id))
+                    }
+                    (tag::SPAN_SPAN_ID, LENGTH_DELIMITED) => {
+                        delimited(buf).map(|id| span.span_id = at.span(id))
+                    }
+                    (tag::SPAN_PARENT_SPAN_ID, LENGTH_DELIMITED) => {
+                        delimited(buf).map(|id| span.parent_span_id = at.span(id))
+                    }
+                    (tag::SPAN_NAME, LENGTH_DELIMITED) => string(buf)
+                        .map(|name| span.name = at.span(name))
+                        .map_err(fail),
+                    #[allow(clippy::cast_possible_truncation)]
+                    // int32 on the wire, as prost reads it
+                    (tag::SPAN_KIND, VARINT) => varint(buf)
+                        .map(|kind| span.kind = kind as i32)
+                        .map_err(fail),
+                    (tag::SPAN_START, FIXED64) => fixed64(buf)
+                        .map(|nanos| span.start_unix_nanos = nanos)
+                        .map_err(fail),
+                    (tag::SPAN_END, FIXED64) => fixed64(buf)
+                        .map(|nanos| span.end_unix_nanos = nanos)
+                        .map_err(fail),
+                    (tag::SPAN_ATTRIBUTES, LENGTH_DELIMITED) => delimited(buf)
+                        .and_then(|message| self.key_value(message, depth::SPAN_ATTRIBUTE))
+                        .map(|(key, value)| {
                             if let Some(name) = read_index(key) {
                                 self.index.attributes.push(AttributeEntry { name, value });
                             }
-                            continue;
-                        }
-                        Err(error) => return Err(error.within(TraceMessage::Span, tag)),
+                        }),
+                    (tag::SPAN_STATUS, LENGTH_DELIMITED) => {
+                        delimited(buf).and_then(|message| status(message, &mut span.status_code))
                     }
-                }
-                (tag::SPAN_STATUS, LENGTH_DELIMITED) => {
-                    nested(&mut buf)
-                        .and_then(|message| status(message, &mut span.status_code))
-                        .map_err(|error| error.within(TraceMessage::Span, tag))?;
-                    continue;
-                }
-                _ => {
-                    check_field(TraceMessage::Span, tag, wire_type, &mut buf, depth::SPAN)?;
-                    continue;
-                }
-            };
-            read.map_err(|fault| fail(fault).within(TraceMessage::Span, tag))?;
-        }
+                    _ => return None,
+                })
+            },
+        )?;
         // Far fewer than 4 Gi attributes fit in a request.
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         span.attributes = (
@@ -371,85 +362,68 @@ impl<'a> Reader<'a> {
     /// its key and, when a scalar, its value.
     fn key_value(
         &self,
-        mut buf: &'a [u8],
+        buf: &'a [u8],
         depth: u32,
     ) -> Result<(&'a [u8], Option<ScalarEntry>), Box<WireError>> {
         let mut key_text: &[u8] = &[];
         let mut value = None;
-        while !buf.is_empty() {
-            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-            let read = match (tag, wire_type) {
+        fields(TraceMessage::KeyValue, depth, buf, |tag, wire_type, buf| {
+            Some(match (tag, wire_type) {
                 (tag::KEY_VALUE_KEY, LENGTH_DELIMITED) => {
-                    string(&mut buf).map(|text| key_text = text).map_err(fail)
+                    string(buf).map(|text| key_text = text).map_err(fail)
                 }
-                (tag::KEY_VALUE_VALUE, LENGTH_DELIMITED) => nested(&mut buf)
+                (tag::KEY_VALUE_VALUE, LENGTH_DELIMITED) => delimited(buf)
                     .and_then(|message| self.any_value(message, depth + 1, &mut value)),
-                _ => {
-                    check_field(TraceMessage::KeyValue, tag, wire_type, &mut buf, depth)?;
-                    continue;
-                }
-            };
-            read.map_err(|error| error.within(TraceMessage::KeyValue, tag))?;
-        }
+                _ => return None,
+            })
+        })?;
         Ok((key_text, value))
     }
 
     /// An attribute's value nested `depth` deep. A repeated value merges into
     /// `value`: the last of the `oneof` wins.
-    fn any_value(&self, mut buf: &'a [u8], depth: u32, value: &mut Option<ScalarEntry>) -> Checked {
+    fn any_value(&self, buf: &'a [u8], depth: u32, value: &mut Option<ScalarEntry>) -> Checked {
         let at = self.at;
-        while !buf.is_empty() {
-            let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-            let read = match (tag, wire_type) {
+        fields(TraceMessage::AnyValue, depth, buf, |tag, wire_type, buf| {
+            let scalar = match (tag, wire_type) {
                 (tag::ANY_STRING, LENGTH_DELIMITED) => {
-                    string(&mut buf).map(|text| *value = Some(ScalarEntry::Str(at.span(text))))
+                    string(buf).map(|text| ScalarEntry::Str(at.span(text)))
                 }
-                (tag::ANY_BOOL, VARINT) => {
-                    varint(&mut buf).map(|b| *value = Some(ScalarEntry::Bool(b != 0)))
-                }
+                (tag::ANY_BOOL, VARINT) => varint(buf).map(|b| ScalarEntry::Bool(b != 0)),
                 #[allow(clippy::cast_possible_wrap)] // int64 on the wire
-                (tag::ANY_INT, VARINT) => {
-                    varint(&mut buf).map(|i| *value = Some(ScalarEntry::Int(i as i64)))
+                (tag::ANY_INT, VARINT) => varint(buf).map(|i| ScalarEntry::Int(i as i64)),
+                (tag::ANY_DOUBLE, FIXED64) => {
+                    fixed64(buf).map(|bits| ScalarEntry::Float(f64::from_bits(bits)))
                 }
-                (tag::ANY_DOUBLE, FIXED64) => fixed64(&mut buf)
-                    .map(|bits| *value = Some(ScalarEntry::Float(f64::from_bits(bits)))),
                 _ => {
-                    check_field(TraceMessage::AnyValue, tag, wire_type, &mut buf, depth)?;
                     // An array, a map, bytes or a string-table index: not a
-                    // scalar the agent reads.
+                    // scalar the agent reads (the schema checks it, and a
+                    // fault there refuses the request whatever `value` is).
                     if tag::ANY_OTHERS.contains(&tag) {
                         *value = None;
                     }
-                    continue;
+                    return None;
                 }
             };
-            read.map_err(|fault| fail(fault).within(TraceMessage::AnyValue, tag))?;
-        }
-        Ok(())
+            Some(scalar.map(|scalar| *value = Some(scalar)).map_err(fail))
+        })
     }
 }
 
 /// A span's status: its code (protobuf's 0 when absent) into `code`.
-fn status(mut buf: &[u8], code: &mut i32) -> Checked {
-    while !buf.is_empty() {
-        let (tag, wire_type) = key(&mut buf).map_err(fail)?;
-        match (tag, wire_type) {
-            #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
-            (tag::STATUS_CODE, VARINT) => {
-                *code = varint(&mut buf)
-                    .map_err(|fault| fail(fault).within(TraceMessage::Status, tag))?
-                    as i32;
-            }
-            _ => check_field(
-                TraceMessage::Status,
-                tag,
-                wire_type,
-                &mut buf,
-                depth::STATUS,
-            )?,
-        }
-    }
-    Ok(())
+fn status(buf: &[u8], code: &mut i32) -> Checked {
+    fields(
+        TraceMessage::Status,
+        depth::STATUS,
+        buf,
+        |tag, wire_type, buf| {
+            Some(match (tag, wire_type) {
+                #[allow(clippy::cast_possible_truncation)] // an enum: int32 on the wire
+                (tag::STATUS_CODE, VARINT) => varint(buf).map(|c| *code = c as i32).map_err(fail),
+                _ => return None,
+            })
+        },
+    )
 }
 
 // The reader nests far less deep than prost's limit, so only what
