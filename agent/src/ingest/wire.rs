@@ -1,5 +1,5 @@
 //! Protobuf's wire format read in place, with no message decoded into owned
-//! structs: [`check_message`] walks a message against a [`Schema`] and refuses
+//! structs: `check_message` walks a message against a [`Schema`] and refuses
 //! what prost's generated decoders refuse (a key, varint or length out of
 //! bounds, a known field of the wrong wire type, a string that is not UTF-8,
 //! nesting past prost's recursion limit). A reader written for one message's
@@ -26,7 +26,7 @@ pub(crate) const FIXED64: u8 = 1;
 pub(crate) const LENGTH_DELIMITED: u8 = 2;
 const START_GROUP: u8 = 3;
 const END_GROUP: u8 = 4;
-pub(crate) const FIXED32: u8 = 5;
+const FIXED32: u8 = 5;
 
 /// What a known field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +132,7 @@ pub(crate) fn fail(fault: Fault) -> Box<WireError> {
 
 /// Checks that `message` is a well-formed message of type `schema` nested
 /// `depth` levels deep (0 for a request), its nested messages included.
-pub(crate) fn check_message<S: Schema>(schema: S, mut message: &[u8], depth: u32) -> Checked {
+fn check_message<S: Schema>(schema: S, mut message: &[u8], depth: u32) -> Checked {
     while !message.is_empty() {
         let (tag, wire_type) = key(&mut message).map_err(fail)?;
         check_field(schema, tag, wire_type, &mut message, depth)?;
