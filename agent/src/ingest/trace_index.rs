@@ -154,17 +154,18 @@ impl SpanEntry {
     };
 }
 
-/// How deep each message the [`Reader`] reads lies (the request 0): fields it
-/// does not read are checked at that depth, for prost's recursion limit.
+/// How deep each message the [`Reader`] reads lies, each one below the
+/// message that holds it: fields it does not read are checked at that depth,
+/// for prost's recursion limit.
 mod depth {
     pub(super) const REQUEST: u32 = 0;
-    pub(super) const RESOURCE_SPANS: u32 = 1;
-    pub(super) const RESOURCE: u32 = 2;
-    pub(super) const SCOPE_SPANS: u32 = 2;
-    pub(super) const SPAN: u32 = 3;
-    pub(super) const RESOURCE_ATTRIBUTE: u32 = 3;
-    pub(super) const SPAN_ATTRIBUTE: u32 = 4;
-    pub(super) const STATUS: u32 = 4;
+    pub(super) const RESOURCE_SPANS: u32 = REQUEST + 1;
+    pub(super) const RESOURCE: u32 = RESOURCE_SPANS + 1;
+    pub(super) const SCOPE_SPANS: u32 = RESOURCE_SPANS + 1;
+    pub(super) const SPAN: u32 = SCOPE_SPANS + 1;
+    pub(super) const RESOURCE_ATTRIBUTE: u32 = RESOURCE + 1;
+    pub(super) const SPAN_ATTRIBUTE: u32 = SPAN + 1;
+    pub(super) const STATUS: u32 = SPAN + 1;
 }
 
 /// The length-delimited value at the front of `buf`: bytes or a nested
