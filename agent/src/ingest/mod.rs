@@ -25,6 +25,7 @@ pub use metrics::IngestMetrics;
 pub use queue::{Batch, IngestQueue, QueuedBatch, Refusal};
 pub use trace_batch::{AttributeValue, READ_ATTRIBUTES, ResourceSpansRef, SpanRef, TraceBatch};
 pub use validate::{Validated, validate_metrics, validate_traces};
+pub(crate) use wire::utf8;
 
 /// Which OTLP signal a request carries (a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -174,8 +174,18 @@ pub(crate) fn check_field<S: Schema>(
 }
 
 fn is_utf8(bytes: &[u8]) -> bool {
-    // Nearly every OTLP string is ASCII, which this tells fastest.
-    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+    // Nearly every OTLP string is ASCII and shorter than the 64 bytes below
+    // which `utf8` falls back to std's check: `is_ascii` tells those fastest.
+    bytes.is_ascii() || utf8(bytes).is_some()
+}
+
+/// `bytes` as text, when UTF-8. Every OTLP text is checked when its request
+/// arrives and again each time the agent reads it (forbidding `unsafe` rules
+/// out skipping the second check). simdutf8 checks texts of 64 bytes and more
+/// (query texts, URLs) several times faster than std, and shorter ones with
+/// std's check.
+pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
 }
 
 /// Skips an unknown field, groups included, with prost's limits.
@@ -281,7 +291,7 @@ pub(crate) fn fixed64(buf: &mut &[u8]) -> Result<u64, Fault> {
 /// The text of a string field of a checked message (`""` were it not UTF-8,
 /// which [`string`] rules out).
 pub(crate) fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
+    utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! capped at `signals.max_series` with one overflow series per service, so a
 //! route with IDs in it costs one series, not one per ID.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use foldhash::HashMap;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
@@ -122,6 +122,15 @@ impl SignalStore {
             .services
             .get(service)
             .is_some_and(|routes| routes.contains_key(route));
+        // Nearly every span finds its series: looked up again rather than
+        // through `entry`, whose key would be a copy of the name each time.
+        if exists {
+            return map
+                .services
+                .get_mut(service)
+                .and_then(|routes| routes.get_mut(route))
+                .expect("series present");
+        }
         let (service, route) = if exists || map.count < self.max_series {
             (service, route)
         } else {

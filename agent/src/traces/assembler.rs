@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::TraceConsumer;
 use super::metrics::TraceMetrics;
-use super::span::{AssembledSpan, AssembledTrace, Completion, TraceId};
+use super::span::{AssembledSpan, AssembledTrace, Completion, Converter, TraceId};
 use crate::config::TracesConfig;
 use crate::ingest::Batch;
 use crate::pipeline::Observer;
@@ -350,16 +350,38 @@ impl Observer for TraceAssembler {
         let Batch::Traces(request) = batch else {
             return;
         };
+        let mut services = Vec::new();
         let mut spans = Vec::with_capacity(usize::try_from(request.spans()).unwrap_or(0));
         for resource in request.resource_spans() {
-            let service: Arc<str> = Arc::from(span_service(&resource));
-            spans.extend(
-                resource
-                    .spans()
-                    .filter_map(|span| AssembledSpan::from_otlp(&service, &span)),
-            );
+            services.push(Arc::<str>::from(span_service(&resource)));
+            let service = services.len() - 1;
+            spans.extend(resource.spans().map(|span| (service, span)));
         }
-        self.add_spans(spans, Instant::now());
+        // Each trace's spans are converted together, so their records share
+        // one allocation (`packed`): SDKs send a trace's spans as each ends,
+        // interleaved with other requests', so they are grouped by trace id
+        // (the order within a trace kept: the sort key ends with the position).
+        // Ids of another size, which validation removed, sort as 0 and are
+        // left out by the conversion.
+        let mut order: Vec<(u128, usize)> = spans
+            .iter()
+            .enumerate()
+            .map(|(at, (_, span))| {
+                let id = span.trace_id.try_into().map_or(0, u128::from_be_bytes);
+                (id, at)
+            })
+            .collect();
+        order.sort_unstable();
+        let mut converted = Vec::with_capacity(spans.len());
+        let mut converter = Converter::default();
+        for trace in order.chunk_by(|a, b| a.0 == b.0) {
+            let spans = trace.iter().map(|&(_, at)| {
+                let (service, span) = &spans[at];
+                (&services[*service], span)
+            });
+            converter.convert_trace(spans, &mut converted);
+        }
+        self.add_spans(converted, Instant::now());
     }
 }
 

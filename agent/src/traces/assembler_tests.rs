@@ -256,3 +256,50 @@ fn a_trace_arriving_together_is_held_without_spare_room() {
     let pending = &state.pending[&trace_id(7)];
     assert_eq!((pending.spans.len(), pending.spans.capacity()), (5, 5));
 }
+
+#[test]
+fn interleaved_spans_are_filed_by_trace_in_arrival_order_and_packed_together() {
+    use crate::signals::testdata::{request, span as otlp_span};
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+    // Two requests in flight at once end their spans in turn: a, b, a, b, a.
+    let sent = [(7_u8, 1_u8), (3, 1), (7, 2), (3, 2), (7, 3)];
+    let spans = sent
+        .iter()
+        .map(|&(trace, id)| {
+            let mut span = otlp_span(SpanKind::Server, &format!("/{trace}/{id}"), 5, 200);
+            span.trace_id = vec![trace; 16];
+            span.span_id = vec![id; 8];
+            if id > 1 {
+                span.parent_span_id = vec![1; 8];
+            }
+            span
+        })
+        .collect();
+    let assembler = TraceAssembler::new(&config(), Vec::new(), TraceMetrics::default());
+    assembler.observe(&Batch::Traces(request("shop", spans)));
+    let mut traces = assembler.take_all();
+    traces.sort_by_key(|trace| trace.trace_id);
+    let names = |trace: &AssembledTrace| -> Vec<String> {
+        trace
+            .spans
+            .iter()
+            .map(|span| span.name().to_owned())
+            .collect()
+    };
+    assert_eq!(traces.len(), 2);
+    assert_eq!(names(&traces[0]), ["GET /3/1", "GET /3/2"]);
+    assert_eq!(names(&traces[1]), ["GET /7/1", "GET /7/2", "GET /7/3"]);
+    for trace in &traces {
+        let first = &trace.spans[0];
+        assert!(trace.spans.iter().all(|span| span.packed_with(first)));
+        assert_eq!(
+            first.str_attribute("http.route"),
+            Some(&names(trace)[0][4..])
+        );
+    }
+    assert!(
+        !traces[0].spans[0].packed_with(&traces[1].spans[0]),
+        "one buffer a trace"
+    );
+}

@@ -1,16 +1,25 @@
-//! A span's name and kept attributes packed into one allocation. A trace is
+//! A span's name and kept attributes packed into one record. A trace is
 //! held for the quiet period, so at 10,000 spans/s some 18,000 spans are in
 //! flight. As a `String` and a list of boxed values a span took three to nine
-//! allocations and, measured in the agent, about 800 bytes; packed, one
-//! allocation and about 420 bytes (its share of the trace's bookkeeping and
-//! the allocator's rounding included).
+//! allocations and, measured in the agent, about 800 bytes; packed, about 420
+//! bytes (its share of the trace's bookkeeping and the allocator's rounding
+//! included).
 //!
-//! Layout: the name's length (`u16`, little-endian) and its bytes, then per
-//! attribute its stored name's index in [`STORED_NAMES`] (`u8`), a tag (`u8`)
-//! and the value: a string as its length (`u16`) and bytes, an integer or a
-//! float as 8 bytes, a boolean as one. Texts are at most
+//! The records of the spans of one trace that came in one batch lie in one
+//! buffer they share ([`Packer`]): one allocation for the group instead of one
+//! a span. Those spans live and die together, with their trace, so the shared
+//! buffer holds nothing longer than its spans need it. A span's allocation
+//! was the dearest line of the pipeline thread, and freeing it, on the thread
+//! that analyses traces, the dearest of that one (BENCHMARKS.md, session 15).
+//!
+//! Layout of a record: the name's length (`u16`, little-endian) and its bytes,
+//! then per attribute its stored name's index in [`STORED_NAMES`] (`u8`), a tag
+//! (`u8`) and the value: a string as its length (`u16`) and bytes, an integer
+//! or a float as 8 bytes, a boolean as one. Texts are at most
 //! [`MAX_ATTRIBUTE_BYTES`](super::MAX_ATTRIBUTE_BYTES) long, so a `u16` holds
 //! every length.
+
+use std::sync::Arc;
 
 use crate::ingest::AttributeValue;
 
@@ -57,14 +66,22 @@ pub(super) const fn stored_index(name: &str) -> Option<u8> {
     None
 }
 
-/// A span's name and attributes in one boxed slice (the module's layout).
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct Packed(Box<[u8]>);
+/// Writes records into one buffer, then shares it among them.
+#[derive(Debug, Default)]
+pub(super) struct Packer {
+    buffer: Vec<u8>,
+}
 
-impl Packed {
-    /// Packs `name` and `attributes` (stored-name index and value). Texts
-    /// longer than a `u16` can count are cut there; callers cut them shorter.
-    pub(super) fn new(name: &str, attributes: &[(u8, AttributeValue<'_>)]) -> Self {
+/// Where a record lies in its buffer: start and length.
+pub(super) type Place = (u32, u32);
+
+impl Packer {
+    /// Writes the record of `name` and `attributes` (stored-name index and
+    /// value) and says where it lies. Texts longer than a `u16` can count are
+    /// cut there; callers cut them shorter.
+    pub(super) fn push(&mut self, name: &str, attributes: &[(u8, AttributeValue<'_>)]) -> Place {
+        let bytes = &mut self.buffer;
+        let start = bytes.len();
         let name = clip(name);
         let size = 2
             + name.len()
@@ -78,14 +95,14 @@ impl Packed {
                     }
                 })
                 .sum::<usize>();
-        let mut bytes = Vec::with_capacity(size);
-        push_text(&mut bytes, name);
+        bytes.reserve(size);
+        push_text(bytes, name);
         for (key, value) in attributes {
             bytes.push(*key);
             match value {
                 AttributeValue::Str(text) => {
                     bytes.push(TAG_STR);
-                    push_text(&mut bytes, clip(text));
+                    push_text(bytes, clip(text));
                 }
                 AttributeValue::Int(i) => {
                     bytes.push(TAG_INT);
@@ -101,12 +118,59 @@ impl Packed {
                 }
             }
         }
-        Self(bytes.into_boxed_slice())
+        // A group's records come from one request, at most 1 GiB
+        // (`ingest.max_request_size`), and none is longer than what it was
+        // read from; were one cut here, the reader ends its walk early.
+        let place = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
+        (place(start), place(bytes.len() - start))
+    }
+
+    /// The records written since the last share, in one allocation of their
+    /// exact size; the packer starts over, keeping its buffer for the next group.
+    pub(super) fn share(&mut self) -> Arc<[u8]> {
+        let shared = Arc::from(self.buffer.as_slice());
+        self.buffer.clear();
+        shared
+    }
+}
+
+/// One span's record, in the buffer of its group (the module's layout).
+#[derive(Clone)]
+pub(super) struct Packed {
+    shared: Arc<[u8]>,
+    place: Place,
+}
+
+impl Packed {
+    /// The record at `place` in `shared`.
+    pub(super) fn new(shared: &Arc<[u8]>, place: Place) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            place,
+        }
+    }
+
+    /// A span's record alone in its buffer.
+    pub(super) fn alone(name: &str, attributes: &[(u8, AttributeValue<'_>)]) -> Self {
+        let mut packer = Packer::default();
+        let place = packer.push(name, attributes);
+        Self::new(&packer.share(), place)
+    }
+
+    /// Whether both records lie in one buffer.
+    #[cfg(test)]
+    pub(super) fn shares_buffer_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    fn record(&self) -> &[u8] {
+        let (start, len) = (self.place.0 as usize, self.place.1 as usize);
+        self.shared.get(start..start + len).unwrap_or_default()
     }
 
     /// The span name.
     pub(super) fn name(&self) -> &str {
-        let mut reader = Reader(&self.0);
+        let mut reader = Reader(self.record());
         reader.text().unwrap_or_default()
     }
 
@@ -133,11 +197,20 @@ impl Packed {
     }
 
     fn past_name(&self) -> Reader<'_> {
-        let mut reader = Reader(&self.0);
+        let mut reader = Reader(self.record());
         let _ = reader.skip_text();
         reader
     }
 }
+
+/// Two records are equal when their bytes are, wherever they lie.
+impl PartialEq for Packed {
+    fn eq(&self, other: &Self) -> bool {
+        self.record() == other.record()
+    }
+}
+
+impl Eq for Packed {}
 
 impl std::fmt::Debug for Packed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,7 +233,7 @@ fn push_text(bytes: &mut Vec<u8>, text: &str) {
     bytes.extend_from_slice(&text.as_bytes()[..usize::from(len)]);
 }
 
-/// Reads the layout front to back. Only [`Packed::new`] writes it, so a
+/// Reads the layout front to back. Only [`Packer::push`] writes it, so a
 /// short or malformed read means a bug; it ends the walk rather than panic.
 struct Reader<'a>(&'a [u8]);
 
@@ -183,7 +256,7 @@ impl<'a> Reader<'a> {
     }
 
     fn text(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.text_bytes()?).ok()
+        crate::ingest::utf8(self.text_bytes()?)
     }
 
     fn text_bytes(&mut self) -> Option<&'a [u8]> {
@@ -233,6 +306,68 @@ impl<'a> Iterator for Attributes<'a> {
 mod tests {
     use super::*;
 
+    /// A record of hand-written bytes, alone in its buffer.
+    fn raw(bytes: &[u8]) -> Packed {
+        let len = u32::try_from(bytes.len()).unwrap();
+        Packed::new(&Arc::from(bytes), (0, len))
+    }
+
+    #[test]
+    fn a_group_shares_one_buffer_and_each_record_reads_its_own() {
+        let mut packer = Packer::default();
+        let query = stored_index("db.query.text").unwrap();
+        let first = packer.push(
+            "SELECT a",
+            &[(query, AttributeValue::Str("SELECT a FROM t"))],
+        );
+        let second = packer.push(
+            "GET /",
+            &[(
+                stored_index("server.port").unwrap(),
+                AttributeValue::Int(80),
+            )],
+        );
+        let shared = packer.share();
+        let (a, b) = (Packed::new(&shared, first), Packed::new(&shared, second));
+        assert_eq!(
+            shared.len(),
+            (first.1 + second.1) as usize,
+            "exactly the two records"
+        );
+        assert_eq!(Arc::strong_count(&shared), 3);
+        assert_eq!(a.name(), "SELECT a");
+        assert_eq!(
+            a.attributes().collect::<Vec<_>>(),
+            [("db.query.text", AttributeValue::Str("SELECT a FROM t"))]
+        );
+        assert_eq!(b.name(), "GET /");
+        assert_eq!(
+            b.attribute(stored_index("server.port").unwrap()),
+            Some(AttributeValue::Int(80))
+        );
+        assert_eq!(
+            b.attribute(query),
+            None,
+            "the walk stops at its own record's end"
+        );
+        // Records are equal by their bytes, wherever they lie.
+        assert_eq!(
+            b,
+            Packed::alone(
+                "GET /",
+                &[(
+                    stored_index("server.port").unwrap(),
+                    AttributeValue::Int(80)
+                )]
+            )
+        );
+        assert_ne!(a, b);
+        // The packer starts over for the next group.
+        let next = packer.push("x", &[]);
+        assert_eq!(next, (0, 3));
+        assert_eq!(packer.share().len(), 3);
+    }
+
     #[test]
     fn name_and_attributes_read_back_as_packed_in_one_exact_allocation() {
         let attributes = [
@@ -254,7 +389,7 @@ mod tests {
             ),
             (stored_index("url.path").unwrap(), AttributeValue::Str("")),
         ];
-        let packed = Packed::new("SELECT orders", &attributes);
+        let packed = Packed::alone("SELECT orders", &attributes);
         assert_eq!(packed.name(), "SELECT orders");
         assert_eq!(
             packed.attributes().collect::<Vec<_>>(),
@@ -267,7 +402,8 @@ mod tests {
             ]
         );
         // name 2 + 13; text 4 + 8; int, float 10 each; bool 3; empty text 4.
-        assert_eq!(packed.0.len(), 15 + 12 + 10 + 10 + 3 + 4);
+        assert_eq!(packed.record().len(), 15 + 12 + 10 + 10 + 3 + 4);
+        assert_eq!(packed.shared.len(), packed.record().len());
     }
 
     #[test]
@@ -291,7 +427,7 @@ mod tests {
             ),
             (stored_index("url.path").unwrap(), AttributeValue::Str("/x")),
         ];
-        let packed = Packed::new("GET /x", &attributes);
+        let packed = Packed::alone("GET /x", &attributes);
         for (index, value) in attributes {
             assert_eq!(packed.attribute(index), Some(value), "index {index}");
         }
@@ -299,13 +435,13 @@ mod tests {
             packed.attribute(stored_index("db.namespace").unwrap()),
             None
         );
-        assert_eq!(Packed::new("", &[]).attribute(0), None);
+        assert_eq!(Packed::alone("", &[]).attribute(0), None);
     }
 
     #[test]
     fn texts_past_a_u16_are_cut_at_a_character_boundary() {
         let long = "é".repeat(40_000);
-        let packed = Packed::new(&long, &[(0, AttributeValue::Str(&long))]);
+        let packed = Packed::alone(&long, &[(0, AttributeValue::Str(&long))]);
         assert_eq!(packed.name().len(), 65_534);
         assert!(packed.name().chars().all(|c| c == 'é'));
         let (_, value) = packed.attributes().next().unwrap();
@@ -314,22 +450,22 @@ mod tests {
 
     #[test]
     fn a_cut_layout_ends_the_walk_instead_of_panicking() {
-        let packed = Packed::new(
+        let packed = Packed::alone(
             "n",
             &[(1, AttributeValue::Int(7)), (2, AttributeValue::Str("abc"))],
         );
-        for len in 0..packed.0.len() {
-            let cut = Packed(packed.0[..len].into());
+        for len in 0..packed.record().len() {
+            let cut = raw(&packed.record()[..len]);
             let _ = cut.name();
             assert!(cut.attributes().count() <= 2);
             for index in 0..4 {
                 let _ = cut.attribute(index);
             }
         }
-        let unknown_key = Packed(vec![0, 0, 200, TAG_BOOL, 1].into());
+        let unknown_key = raw(&[0, 0, 200, TAG_BOOL, 1]);
         assert_eq!(unknown_key.attributes().count(), 0);
         assert_eq!(unknown_key.attribute(200), None);
-        let unknown_tag = Packed(vec![0, 0, 1, 9, 1, 2, TAG_BOOL, 1].into());
+        let unknown_tag = raw(&[0, 0, 1, 9, 1, 2, TAG_BOOL, 1]);
         assert_eq!(
             unknown_tag.attribute(2),
             None,

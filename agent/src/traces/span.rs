@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind as ProtoKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde::Serialize;
 
-use super::packed::{Packed, stored_index};
+use super::packed::{Packed, Packer, Place, stored_index};
 pub use crate::ingest::AttributeValue;
 use crate::ingest::{READ_ATTRIBUTES, SpanRef};
 
@@ -187,7 +187,7 @@ impl AssembledSpan {
             end_unix_nanos: parts.end_unix_nanos.max(parts.start_unix_nanos),
             status: parts.status,
             truncated_attribute: kept.truncated,
-            packed: Packed::new(name, kept.as_slice()),
+            packed: Packed::alone(name, kept.as_slice()),
         }
     }
 
@@ -225,6 +225,12 @@ impl AssembledSpan {
         self.packed.attribute(stored_index(key)?)
     }
 
+    /// Whether both spans' records lie in one buffer (one trace, one batch).
+    #[cfg(test)]
+    pub(super) fn packed_with(&self, other: &Self) -> bool {
+        self.packed.shares_buffer_with(&other.packed)
+    }
+
     /// End minus start, in nanoseconds.
     pub fn duration_nanos(&self) -> u64 {
         self.end_unix_nanos.saturating_sub(self.start_unix_nanos)
@@ -233,48 +239,96 @@ impl AssembledSpan {
     /// Converts an OTLP span; `None` when its ids do not have OTLP's sizes
     /// (ingest validation removes those, this only stays safe).
     pub fn from_otlp(service: &Arc<str>, span: &SpanRef<'_>) -> Option<(TraceId, Self)> {
-        let trace_id: TraceId = span.trace_id.try_into().ok()?;
-        let span_id = u64::from_be_bytes(span.span_id.try_into().ok()?);
-        let parent_id = match span.parent_span_id.len() {
-            0 => None,
-            _ => NonZeroU64::new(u64::from_be_bytes(span.parent_span_id.try_into().ok()?)),
-        };
-        // The kept values are borrowed from the request and packed once;
-        // arrays, maps and bytes are not kept.
-        let mut kept = Kept::new();
-        for (read, value) in span.read_attributes() {
-            if let Some(value) = value {
-                kept.offer(read, value);
+        let mut converted = Vec::with_capacity(1);
+        Converter::default().convert_trace(std::iter::once((service, span)), &mut converted);
+        converted.pop()
+    }
+}
+
+/// Converts OTLP spans a trace at a time, reusing its buffers across the
+/// traces of a batch.
+#[derive(Debug, Default)]
+pub(super) struct Converter {
+    packer: Packer,
+    /// Per span of the trace being converted: where its record lies and
+    /// whether a kept text was cut.
+    records: Vec<(Place, bool)>,
+}
+
+impl Converter {
+    /// Converts `spans`, all of one trace (with their resource's
+    /// `service.name`), as [`AssembledSpan::from_otlp`] converts one, onto
+    /// `out`; their records share one buffer. Spans whose ids do not have
+    /// OTLP's sizes are left out.
+    pub(super) fn convert_trace<'s, 'a: 's>(
+        &mut self,
+        spans: impl Iterator<Item = (&'s Arc<str>, &'s SpanRef<'a>)> + Clone,
+        out: &mut Vec<(TraceId, AssembledSpan)>,
+    ) {
+        self.records.clear();
+        for (_, span) in spans.clone() {
+            // The kept values are borrowed from the request and packed once;
+            // arrays, maps and bytes are not kept.
+            let mut kept = Kept::new();
+            for (read, value) in span.read_attributes() {
+                if let Some(value) = value {
+                    kept.offer(read, value);
+                }
             }
+            let (name, _) = cut_to(span.name(), MAX_ATTRIBUTE_BYTES);
+            let place = self.packer.push(name, kept.as_slice());
+            self.records.push((place, kept.truncated));
         }
-        let status = match span.status_code {
-            code if code == StatusCode::Error as i32 => Status::Error,
-            code if code == StatusCode::Ok as i32 => Status::Ok,
-            _ => Status::Unset,
-        };
-        let kind = match ProtoKind::try_from(span.kind) {
-            Ok(ProtoKind::Internal) => Kind::Internal,
-            Ok(ProtoKind::Server) => Kind::Server,
-            Ok(ProtoKind::Client) => Kind::Client,
-            Ok(ProtoKind::Producer) => Kind::Producer,
-            Ok(ProtoKind::Consumer) => Kind::Consumer,
-            _ => Kind::Unspecified,
-        };
-        let (name, _) = cut_to(span.name(), MAX_ATTRIBUTE_BYTES);
-        Some((
-            trace_id,
-            Self {
-                service: Arc::clone(service),
-                span_id,
-                parent_id,
-                kind,
-                start_unix_nanos: span.start_unix_nanos,
-                end_unix_nanos: span.end_unix_nanos.max(span.start_unix_nanos),
-                status,
-                truncated_attribute: kept.truncated,
-                packed: Packed::new(name, kept.as_slice()),
-            },
-        ))
+        let shared = self.packer.share();
+        for ((service, span), (place, truncated)) in spans.zip(self.records.drain(..)) {
+            let Some((trace_id, span_id, parent_id)) = ids(span) else {
+                continue;
+            };
+            out.push((
+                trace_id,
+                AssembledSpan {
+                    service: Arc::clone(service),
+                    span_id,
+                    parent_id,
+                    kind: kind(span.kind),
+                    start_unix_nanos: span.start_unix_nanos,
+                    end_unix_nanos: span.end_unix_nanos.max(span.start_unix_nanos),
+                    status: status(span.status_code),
+                    truncated_attribute: truncated,
+                    packed: Packed::new(&shared, place),
+                },
+            ));
+        }
+    }
+}
+
+/// The trace id, span id and parent id of an OTLP span, when of OTLP's sizes.
+fn ids(span: &SpanRef<'_>) -> Option<(TraceId, u64, Option<NonZeroU64>)> {
+    let trace_id: TraceId = span.trace_id.try_into().ok()?;
+    let span_id = u64::from_be_bytes(span.span_id.try_into().ok()?);
+    let parent_id = match span.parent_span_id.len() {
+        0 => None,
+        _ => NonZeroU64::new(u64::from_be_bytes(span.parent_span_id.try_into().ok()?)),
+    };
+    Some((trace_id, span_id, parent_id))
+}
+
+fn status(code: i32) -> Status {
+    match code {
+        code if code == StatusCode::Error as i32 => Status::Error,
+        code if code == StatusCode::Ok as i32 => Status::Ok,
+        _ => Status::Unset,
+    }
+}
+
+fn kind(kind: i32) -> Kind {
+    match ProtoKind::try_from(kind) {
+        Ok(ProtoKind::Internal) => Kind::Internal,
+        Ok(ProtoKind::Server) => Kind::Server,
+        Ok(ProtoKind::Client) => Kind::Client,
+        Ok(ProtoKind::Producer) => Kind::Producer,
+        Ok(ProtoKind::Consumer) => Kind::Consumer,
+        _ => Kind::Unspecified,
     }
 }
 
