@@ -8,9 +8,11 @@
 //! The records of the spans of one trace that came in one batch lie in one
 //! buffer they share ([`Packer`]): one allocation for the group instead of one
 //! a span. Those spans live and die together, with their trace, so the shared
-//! buffer holds nothing longer than its spans need it. A span's allocation
-//! was the dearest line of the pipeline thread, and freeing it, on the thread
-//! that analyses traces, the dearest of that one (BENCHMARKS.md, session 15).
+//! buffer holds nothing longer than its spans need it (spans past
+//! `traces.max_spans_per_trace` leave their records in it until then). A
+//! span's own allocation was the agent's dearest symbol at a steady rate, as
+//! it reused memory the analysis thread had freed on another core
+//! (BENCHMARKS.md, sessions 14 and 15).
 //!
 //! Layout of a record: the name's length (`u16`, little-endian) and its bytes,
 //! then per attribute its stored name's index in [`STORED_NAMES`] (`u8`), a tag
