@@ -131,7 +131,7 @@ impl SignalStore {
                 .and_then(|routes| routes.get_mut(route))
                 .expect("series present");
         }
-        let (service, route) = if exists || map.count < self.max_series {
+        let (service, route) = if map.count < self.max_series {
             (service, route)
         } else {
             self.metrics.overflow_spans.inc();

@@ -166,7 +166,7 @@ pub struct SpanParts<'a> {
 }
 
 impl AssembledSpan {
-    /// A span from its parts, kept as [`Self::from_otlp`] keeps an OTLP span:
+    /// A span from its parts, kept as the assembler keeps an OTLP span:
     /// legacy attribute names under their stable ones, the first value of
     /// each, texts cut at [`MAX_ATTRIBUTE_BYTES`], an end before the start
     /// moved to the start, a parent id of 0 taken for none.
@@ -236,9 +236,10 @@ impl AssembledSpan {
         self.end_unix_nanos.saturating_sub(self.start_unix_nanos)
     }
 
-    /// Converts an OTLP span; `None` when its ids do not have OTLP's sizes
-    /// (ingest validation removes those, this only stays safe).
-    pub fn from_otlp(service: &Arc<str>, span: &SpanRef<'_>) -> Option<(TraceId, Self)> {
+    /// Converts one OTLP span alone, for tests of what reads spans; `None`
+    /// when its ids do not have OTLP's sizes.
+    #[cfg(test)]
+    pub(crate) fn from_otlp(service: &Arc<str>, span: &SpanRef<'_>) -> Option<(TraceId, Self)> {
         let mut converted = Vec::with_capacity(1);
         Converter::default().convert_trace(std::iter::once((service, span)), &mut converted);
         converted.pop()
@@ -257,9 +258,11 @@ pub(super) struct Converter {
 
 impl Converter {
     /// Converts `spans`, all of one trace (with their resource's
-    /// `service.name`), as [`AssembledSpan::from_otlp`] converts one, onto
-    /// `out`; their records share one buffer. Spans whose ids do not have
-    /// OTLP's sizes are left out.
+    /// `service.name`), onto `out`: legacy attribute names under their stable
+    /// ones, the first value of each, texts cut at [`MAX_ATTRIBUTE_BYTES`],
+    /// an end before the start moved to the start; their records share one
+    /// buffer. Spans whose ids do not have OTLP's sizes (ingest validation
+    /// removes those, this only stays safe) are left out.
     pub(super) fn convert_trace<'s, 'a: 's>(
         &mut self,
         spans: impl Iterator<Item = (&'s Arc<str>, &'s SpanRef<'a>)> + Clone,
