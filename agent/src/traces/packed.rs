@@ -14,12 +14,21 @@
 //! it reused memory the analysis thread had freed on another core
 //! (BENCHMARKS.md, sessions 14 and 15).
 //!
-//! Layout of a record: the name's length (`u16`, little-endian) and its bytes,
-//! then per attribute its stored name's index in [`STORED_NAMES`] (`u8`), a tag
-//! (`u8`) and the value: a string as its length (`u16`) and bytes, an integer
-//! or a float as 8 bytes, a boolean as one. Texts are at most
-//! [`MAX_ATTRIBUTE_BYTES`](super::MAX_ATTRIBUTE_BYTES) long, so a `u16` holds
-//! every length.
+//! The spans of one trace repeat themselves: an N+1 loop is the same query
+//! text a hundred times, and a service's database spans share their system,
+//! namespace and server. A text written earlier in the group under the same
+//! stored name (or as a span name) is therefore written again only as a
+//! reference to the first: 6 bytes instead of its length and bytes. The
+//! load generator's traces of a root and three queries take about a quarter
+//! less; an N+1 trace of repeated statements far less.
+//!
+//! Layout of a record: the name as a text, then per attribute its stored
+//! name's index in [`STORED_NAMES`] (`u8`), a tag (`u8`) and the value: a text,
+//! an integer or a float as 8 bytes, a boolean as one. A text is its length
+//! (`u16`, little-endian) and bytes, or [`REFERENCE`] and the `u32` offset in
+//! the group's buffer of an earlier text (never itself a reference). Texts
+//! are at most [`MAX_TEXT`] bytes, well above
+//! [`MAX_ATTRIBUTE_BYTES`](super::MAX_ATTRIBUTE_BYTES).
 
 use std::sync::Arc;
 
@@ -41,6 +50,21 @@ pub(super) const STORED_NAMES: [&str; 13] = [
     "db.namespace",
     "error.type",
 ];
+
+/// A text's length field with this bit set is a reference (see the layout).
+const REFERENCE: u16 = 0x8000;
+/// The longest text (the length field's other 15 bits).
+const MAX_TEXT: usize = 0x7fff;
+/// A text this long or shorter is written again rather than referred to: a
+/// reference takes 6 bytes.
+const MAX_REPEATED: usize = 4;
+/// Texts remembered per stored name (and for span names) to refer back to:
+/// enough for a loop that alternates a few statements.
+const RECENT: usize = 4;
+/// The slot of span names among the remembered texts (after the stored names').
+const NAME_SLOT: usize = STORED_NAMES.len();
+/// An empty slot among the remembered texts.
+const NO_TEXT: u32 = u32::MAX;
 
 const TAG_STR: u8 = 0;
 const TAG_INT: u8 = 1;
@@ -69,9 +93,23 @@ pub(super) const fn stored_index(name: &str) -> Option<u8> {
 }
 
 /// Writes records into one buffer, then shares it among them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Packer {
     buffer: Vec<u8>,
+    /// Per stored name (and [`NAME_SLOT`]), where the group's last texts
+    /// written out in full lie, the next to replace at `next`.
+    recent: [[u32; RECENT]; NAME_SLOT + 1],
+    next: [usize; NAME_SLOT + 1],
+}
+
+impl Default for Packer {
+    fn default() -> Self {
+        Self {
+            buffer: Vec::new(),
+            recent: [[NO_TEXT; RECENT]; NAME_SLOT + 1],
+            next: [0; NAME_SLOT + 1],
+        }
+    }
 }
 
 /// Where a record lies in its buffer: start and length.
@@ -79,44 +117,43 @@ pub(super) type Place = (u32, u32);
 
 impl Packer {
     /// Writes the record of `name` and `attributes` (stored-name index and
-    /// value) and says where it lies. Texts longer than a `u16` can count are
-    /// cut there; callers cut them shorter.
+    /// value) and says where it lies. Texts longer than [`MAX_TEXT`] are cut
+    /// there; callers cut them shorter.
     pub(super) fn push(&mut self, name: &str, attributes: &[(u8, AttributeValue<'_>)]) -> Place {
-        let bytes = &mut self.buffer;
-        let start = bytes.len();
-        let name = clip(name);
+        let start = self.buffer.len();
+        // At most: references only make it shorter.
         let size = 2
-            + name.len()
+            + name.len().min(MAX_TEXT)
             + attributes
                 .iter()
                 .map(|(_, value)| {
                     2 + match value {
-                        AttributeValue::Str(text) => 2 + clip(text).len(),
+                        AttributeValue::Str(text) => 2 + text.len().min(MAX_TEXT),
                         AttributeValue::Int(_) | AttributeValue::Float(_) => 8,
                         AttributeValue::Bool(_) => 1,
                     }
                 })
                 .sum::<usize>();
-        bytes.reserve(size);
-        push_text(bytes, name);
+        self.buffer.reserve(size);
+        self.push_text(NAME_SLOT, name);
         for (key, value) in attributes {
-            bytes.push(*key);
+            self.buffer.push(*key);
             match value {
                 AttributeValue::Str(text) => {
-                    bytes.push(TAG_STR);
-                    push_text(bytes, clip(text));
+                    self.buffer.push(TAG_STR);
+                    self.push_text(usize::from(*key), text);
                 }
                 AttributeValue::Int(i) => {
-                    bytes.push(TAG_INT);
-                    bytes.extend_from_slice(&i.to_le_bytes());
+                    self.buffer.push(TAG_INT);
+                    self.buffer.extend_from_slice(&i.to_le_bytes());
                 }
                 AttributeValue::Float(f) => {
-                    bytes.push(TAG_FLOAT);
-                    bytes.extend_from_slice(&f.to_bits().to_le_bytes());
+                    self.buffer.push(TAG_FLOAT);
+                    self.buffer.extend_from_slice(&f.to_bits().to_le_bytes());
                 }
                 AttributeValue::Bool(b) => {
-                    bytes.push(TAG_BOOL);
-                    bytes.push(u8::from(*b));
+                    self.buffer.push(TAG_BOOL);
+                    self.buffer.push(u8::from(*b));
                 }
             }
         }
@@ -124,7 +161,33 @@ impl Packer {
         // (`ingest.max_request_size`), and none is longer than what it was
         // read from; were one cut here, the reader ends its walk early.
         let place = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
-        (place(start), place(bytes.len() - start))
+        (place(start), place(self.buffer.len() - start))
+    }
+
+    /// Writes `text` (cut to [`MAX_TEXT`]) as a reference when `slot` wrote
+    /// the same text lately in this group, else in full, remembering where.
+    fn push_text(&mut self, slot: usize, text: &str) {
+        let text = super::span::cut_to(text, MAX_TEXT).0.as_bytes();
+        let slot = slot.min(NAME_SLOT);
+        if text.len() > MAX_REPEATED {
+            let earlier = self.recent[slot]
+                .into_iter()
+                .find(|&at| at != NO_TEXT && text_at(&self.buffer, at) == Some(text));
+            if let Some(at) = earlier {
+                self.buffer.extend_from_slice(&REFERENCE.to_le_bytes());
+                self.buffer.extend_from_slice(&at.to_le_bytes());
+                return;
+            }
+            if let Ok(at) = u32::try_from(self.buffer.len()) {
+                let next = &mut self.next[slot];
+                self.recent[slot][*next] = at;
+                *next = (*next + 1) % RECENT;
+            }
+        }
+        // `MAX_TEXT` fits the 15 bits.
+        let len = u16::try_from(text.len()).unwrap_or(0);
+        self.buffer.extend_from_slice(&len.to_le_bytes());
+        self.buffer.extend_from_slice(&text[..usize::from(len)]);
     }
 
     /// The records written since the last share, in one allocation of their
@@ -132,7 +195,17 @@ impl Packer {
     pub(super) fn share(&mut self) -> Arc<[u8]> {
         let shared = Arc::from(self.buffer.as_slice());
         self.buffer.clear();
+        self.recent = [[NO_TEXT; RECENT]; NAME_SLOT + 1];
         shared
+    }
+}
+
+/// The bytes of the text written in full at `at` in a group's buffer.
+fn text_at(group: &[u8], at: u32) -> Option<&[u8]> {
+    let mut reader = Reader::new(group.get(usize::try_from(at).ok()?..)?, group);
+    match reader.length()? {
+        Length::Full(len) => reader.take(len),
+        Length::Reference => None,
     }
 }
 
@@ -172,8 +245,7 @@ impl Packed {
 
     /// The span name.
     pub(super) fn name(&self) -> &str {
-        let mut reader = Reader(self.record());
-        reader.text().unwrap_or_default()
+        self.reader().text().unwrap_or_default()
     }
 
     /// The attributes, by stored name, in the order they were packed.
@@ -198,17 +270,22 @@ impl Packed {
         }
     }
 
+    fn reader(&self) -> Reader<'_> {
+        Reader::new(self.record(), &self.shared)
+    }
+
     fn past_name(&self) -> Reader<'_> {
-        let mut reader = Reader(self.record());
+        let mut reader = self.reader();
         let _ = reader.skip_text();
         reader
     }
 }
 
-/// Two records are equal when their bytes are, wherever they lie.
+/// Two records are equal when their name and attributes are, wherever they
+/// lie (the same record is other bytes where it refers to texts before it).
 impl PartialEq for Packed {
     fn eq(&self, other: &Self) -> bool {
-        self.record() == other.record()
+        self.name() == other.name() && self.attributes().eq(other.attributes())
     }
 }
 
@@ -223,29 +300,34 @@ impl std::fmt::Debug for Packed {
     }
 }
 
-/// At most `u16::MAX` bytes of `text`, cut at a character boundary.
-fn clip(text: &str) -> &str {
-    super::span::cut_to(text, usize::from(u16::MAX)).0
-}
-
-fn push_text(bytes: &mut Vec<u8>, text: &str) {
-    // `clip` keeps every text within a u16.
-    let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
-    bytes.extend_from_slice(&len.to_le_bytes());
-    bytes.extend_from_slice(&text.as_bytes()[..usize::from(len)]);
-}
-
 /// Reads the layout front to back. Only [`Packer::push`] writes it, so a
 /// short or malformed read means a bug; it ends the walk rather than panic.
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a> {
+    rest: &'a [u8],
+    /// The whole buffer of the record's group, where references point.
+    group: &'a [u8],
+}
+
+/// A text's length field.
+enum Length {
+    Full(usize),
+    Reference,
+}
 
 impl<'a> Reader<'a> {
+    fn new(record: &'a [u8], group: &'a [u8]) -> Self {
+        Self {
+            rest: record,
+            group,
+        }
+    }
+
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
+        if self.rest.len() < n {
             return None;
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
         Some(head)
     }
 
@@ -261,13 +343,32 @@ impl<'a> Reader<'a> {
         crate::ingest::utf8(self.text_bytes()?)
     }
 
-    fn text_bytes(&mut self) -> Option<&'a [u8]> {
-        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
-        self.take(usize::from(len))
+    fn length(&mut self) -> Option<Length> {
+        let field = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
+        Some(if field & REFERENCE == 0 {
+            Length::Full(usize::from(field))
+        } else {
+            Length::Reference
+        })
     }
 
+    fn offset(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn text_bytes(&mut self) -> Option<&'a [u8]> {
+        match self.length()? {
+            Length::Full(len) => self.take(len),
+            Length::Reference => text_at(self.group, self.offset()?),
+        }
+    }
+
+    /// Steps over a text without reading what a reference points to.
     fn skip_text(&mut self) -> Option<()> {
-        self.text_bytes().map(drop)
+        match self.length()? {
+            Length::Full(len) => self.take(len).map(drop),
+            Length::Reference => self.offset().map(drop),
+        }
     }
 
     fn value(&mut self, tag: u8) -> Option<AttributeValue<'a>> {
@@ -441,13 +542,126 @@ mod tests {
     }
 
     #[test]
-    fn texts_past_a_u16_are_cut_at_a_character_boundary() {
-        let long = "é".repeat(40_000);
+    fn texts_past_the_length_field_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(20_000);
         let packed = Packed::alone(&long, &[(0, AttributeValue::Str(&long))]);
-        assert_eq!(packed.name().len(), 65_534);
+        assert_eq!(packed.name().len(), 32_766);
         assert!(packed.name().chars().all(|c| c == 'é'));
         let (_, value) = packed.attributes().next().unwrap();
         assert_eq!(value, AttributeValue::Str(packed.name()));
+    }
+
+    #[test]
+    fn a_text_repeated_in_a_group_is_written_once_and_read_everywhere() {
+        let (query, system, port) = (
+            stored_index("db.query.text").unwrap(),
+            stored_index("db.system.name").unwrap(),
+            stored_index("server.port").unwrap(),
+        );
+        let statement = "SELECT price FROM prices WHERE item_id = $1";
+        let lookup = [
+            (system, AttributeValue::Str("postgresql")),
+            (query, AttributeValue::Str(statement)),
+            (port, AttributeValue::Int(5432)),
+        ];
+        let mut packer = Packer::default();
+        let places: Vec<Place> = (0..10)
+            .map(|_| packer.push("SELECT prices", &lookup))
+            .collect();
+        // Short texts are written again; under another name a text is not
+        // referred to (a reference takes 6 bytes).
+        let other = packer.push(
+            "GET",
+            &[
+                (system, AttributeValue::Str("SELECT prices")),
+                (
+                    stored_index("db.namespace").unwrap(),
+                    AttributeValue::Str("shop"),
+                ),
+            ],
+        );
+        let shared = packer.share();
+        let alone = Packed::alone("SELECT prices", &lookup);
+        let full = alone.record().len();
+        assert_eq!(places[0].1 as usize, full, "the first is written in full");
+        // name, system and statement referred to: 6 bytes each (plus an
+        // attribute's name and tag).
+        let referring = 6 + 2 + 6 + 2 + 6 + 2 + 8;
+        for &place in &places[1..] {
+            assert_eq!(place.1 as usize, referring);
+        }
+        assert_eq!(shared.len(), full + 9 * referring + other.1 as usize);
+        for &place in &places {
+            let packed = Packed::new(&shared, place);
+            assert_eq!(packed, alone, "equal by what they say, not their bytes");
+            assert_eq!(packed.name(), "SELECT prices");
+            assert_eq!(
+                packed.attribute(query),
+                Some(AttributeValue::Str(statement))
+            );
+            assert_eq!(packed.attribute(port), Some(AttributeValue::Int(5432)));
+            assert_eq!(
+                packed.attributes().map(|(_, v)| v).collect::<Vec<_>>(),
+                lookup.iter().map(|(_, v)| *v).collect::<Vec<_>>()
+            );
+        }
+        let other = Packed::new(&shared, other);
+        assert_eq!(
+            other.attribute(system),
+            Some(AttributeValue::Str("SELECT prices"))
+        );
+        assert_eq!(other.record().len(), 2 + 3 + 2 + 2 + 13 + 2 + 2 + 4);
+        // The next group starts with nothing to refer to.
+        let place = packer.push("SELECT prices", &lookup);
+        assert_eq!(place.1 as usize, full);
+    }
+
+    #[test]
+    fn a_loop_of_a_few_statements_in_turn_refers_to_each() {
+        let query = stored_index("db.query.text").unwrap();
+        let statements = ["SELECT a FROM t", "SELECT b FROM u", "UPDATE c SET d = 1"];
+        let mut packer = Packer::default();
+        let places: Vec<Place> = (0..12)
+            .map(|i| {
+                let statement = statements[i % 3];
+                packer.push(statement, &[(query, AttributeValue::Str(statement))])
+            })
+            .collect();
+        let shared = packer.share();
+        for (i, &place) in places.iter().enumerate() {
+            let packed = Packed::new(&shared, place);
+            assert_eq!(packed.name(), statements[i % 3]);
+            assert_eq!(
+                packed.attribute(query),
+                Some(AttributeValue::Str(statements[i % 3]))
+            );
+            if i >= 3 {
+                assert_eq!(place.1, 6 + 2 + 6, "record {i} refers back");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reference_that_points_nowhere_ends_the_walk() {
+        let query = stored_index("db.query.text").unwrap();
+        let mut record = vec![0, 0, query, TAG_STR];
+        record.extend_from_slice(&REFERENCE.to_le_bytes());
+        for at in [0_u32, 2, 1_000, u32::MAX] {
+            let mut bytes = record.clone();
+            bytes.extend_from_slice(&at.to_le_bytes());
+            let packed = raw(&bytes);
+            assert_eq!(packed.name(), "");
+            // At 0 the "earlier text" is the empty name: a full text.
+            let found = packed.attribute(query);
+            assert!(
+                found.is_none() || found == Some(AttributeValue::Str("")),
+                "{at}: {found:?}"
+            );
+        }
+        // A reference to a reference is refused.
+        let mut bytes = REFERENCE.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&0_u32.to_le_bytes());
+        assert_eq!(raw(&bytes).name(), "");
     }
 
     #[test]
