@@ -23,7 +23,9 @@ pub use grpc::OtlpGrpcServer;
 pub use http::{HttpIngestState, OtlpHttpServer, router as otlp_http_router};
 pub use metrics::IngestMetrics;
 pub use queue::{Batch, IngestQueue, QueuedBatch, Refusal};
-pub use trace_batch::{AttributeValue, READ_ATTRIBUTES, ResourceSpansRef, SpanRef, TraceBatch};
+pub use trace_batch::{
+    AttributeValue, READ_ATTRIBUTES, RawValue, ResourceSpansRef, SpanRef, TraceBatch,
+};
 pub use validate::{Validated, validate_metrics, validate_traces};
 pub(crate) use wire::utf8;
 

@@ -36,6 +36,33 @@ pub enum AttributeValue<'a> {
     Bool(bool),
 }
 
+/// A scalar attribute value as its request holds it: a text as bytes, which
+/// the request's arrival check found to be UTF-8. Trace assembly copies texts
+/// without reading them, so it takes them this way rather than check each
+/// one again; whoever reads the copy checks it then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RawValue<'a> {
+    /// A string's bytes.
+    Text(&'a [u8]),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl<'a> From<AttributeValue<'a>> for RawValue<'a> {
+    fn from(value: AttributeValue<'a>) -> Self {
+        match value {
+            AttributeValue::Str(s) => Self::Text(s.as_bytes()),
+            AttributeValue::Int(i) => Self::Int(i),
+            AttributeValue::Float(f) => Self::Float(f),
+            AttributeValue::Bool(b) => Self::Bool(b),
+        }
+    }
+}
+
 impl AttributeValue<'_> {
     /// The value as an integer: an integer, a string holding one, or a whole
     /// float (SDKs send status codes each of these ways; JavaScript's numbers
@@ -232,6 +259,11 @@ impl<'a> SpanRef<'a> {
         text(self.name)
     }
 
+    /// The span name's bytes (see [`RawValue`]).
+    pub fn name_bytes(&self) -> &'a [u8] {
+        self.name
+    }
+
     /// Its attributes of [`READ_ATTRIBUTES`] in request order: the index in
     /// that table and the value, when a scalar (`None` for an array, a map,
     /// bytes or no value).
@@ -242,6 +274,16 @@ impl<'a> SpanRef<'a> {
         self.attributes
             .iter()
             .map(move |attribute| (usize::from(attribute.name), attribute.value(bytes)))
+    }
+
+    /// As [`Self::read_attributes`], texts as bytes (see [`RawValue`]).
+    pub fn read_raw_attributes(
+        &self,
+    ) -> impl Iterator<Item = (usize, Option<RawValue<'a>>)> + use<'a> {
+        let bytes = self.bytes;
+        self.attributes
+            .iter()
+            .map(move |attribute| (usize::from(attribute.name), attribute.raw_value(bytes)))
     }
 
     /// The value of the first attribute named `key` (a name sent, of

@@ -11,7 +11,7 @@
 //! visitor matched it again and asked which messages it was nested in; the
 //! reader knows both from where it is (BENCHMARKS.md, session 13).
 
-use super::trace_batch::{AttributeValue, READ_ATTRIBUTES};
+use super::trace_batch::{AttributeValue, READ_ATTRIBUTES, RawValue};
 use super::trace_schema::{TraceMessage, tag};
 use super::wire::{
     self, Checked, FIXED64, LENGTH_DELIMITED, VARINT, WireError, bytes, check_field, fail, fixed64,
@@ -458,11 +458,21 @@ const READ_LENGTHS: u64 = {
 impl AttributeEntry {
     /// The value, its text read from `bytes` (the request's).
     pub(super) fn value(self, bytes: &[u8]) -> Option<AttributeValue<'_>> {
+        Some(match self.raw_value(bytes)? {
+            RawValue::Text(t) => AttributeValue::Str(text(t)),
+            RawValue::Int(i) => AttributeValue::Int(i),
+            RawValue::Float(f) => AttributeValue::Float(f),
+            RawValue::Bool(b) => AttributeValue::Bool(b),
+        })
+    }
+
+    /// The value, its text's bytes in `bytes` unread.
+    pub(super) fn raw_value(self, bytes: &[u8]) -> Option<RawValue<'_>> {
         Some(match self.value? {
-            ScalarEntry::Str(at) => AttributeValue::Str(text(slice(bytes, at))),
-            ScalarEntry::Int(i) => AttributeValue::Int(i),
-            ScalarEntry::Float(f) => AttributeValue::Float(f),
-            ScalarEntry::Bool(b) => AttributeValue::Bool(b),
+            ScalarEntry::Str(at) => RawValue::Text(slice(bytes, at)),
+            ScalarEntry::Int(i) => RawValue::Int(i),
+            ScalarEntry::Float(f) => RawValue::Float(f),
+            ScalarEntry::Bool(b) => RawValue::Bool(b),
         })
     }
 }

@@ -32,7 +32,7 @@
 
 use std::sync::Arc;
 
-use crate::ingest::AttributeValue;
+use crate::ingest::{AttributeValue, RawValue};
 
 /// The stable semantic-convention names attributes are kept under.
 pub(super) const STORED_NAMES: [&str; 13] = [
@@ -119,41 +119,48 @@ impl Packer {
     /// Writes the record of `name` and `attributes` (stored-name index and
     /// value) and says where it lies. Texts longer than [`MAX_TEXT`] are cut
     /// there; callers cut them shorter.
-    pub(super) fn push(&mut self, name: &str, attributes: &[(u8, AttributeValue<'_>)]) -> Place {
+    /// Texts are taken as bytes (see [`RawValue`]) and checked as UTF-8
+    /// when read.
+    pub(super) fn push<'v>(
+        &mut self,
+        name: impl AsRef<[u8]>,
+        attributes: &[(u8, impl Into<RawValue<'v>> + Copy)],
+    ) -> Place {
+        let name = name.as_ref();
         let start = self.buffer.len();
         // At most: references only make it shorter.
         let size = 2
             + name.len().min(MAX_TEXT)
             + attributes
                 .iter()
-                .map(|(_, value)| {
-                    2 + match value {
-                        AttributeValue::Str(text) => 2 + text.len().min(MAX_TEXT),
-                        AttributeValue::Int(_) | AttributeValue::Float(_) => 8,
-                        AttributeValue::Bool(_) => 1,
+                .map(|&(_, value)| {
+                    2 + match value.into() {
+                        RawValue::Text(text) => 2 + text.len().min(MAX_TEXT),
+                        RawValue::Int(_) | RawValue::Float(_) => 8,
+                        RawValue::Bool(_) => 1,
                     }
                 })
                 .sum::<usize>();
         self.buffer.reserve(size);
         self.push_text(NAME_SLOT, name);
-        for (key, value) in attributes {
-            self.buffer.push(*key);
-            match value {
-                AttributeValue::Str(text) => {
+        for &(key, value) in attributes {
+            self.buffer.push(key);
+            match value.into() {
+                RawValue::Text(text) => {
                     self.buffer.push(TAG_STR);
-                    self.push_text(usize::from(*key), text);
+                    self.push_text(usize::from(key), text);
                 }
-                AttributeValue::Int(i) => {
+                RawValue::Int(i) => {
                     self.buffer.push(TAG_INT);
                     self.buffer.extend_from_slice(&i.to_le_bytes());
                 }
-                AttributeValue::Float(f) => {
+                RawValue::Float(f) => {
                     self.buffer.push(TAG_FLOAT);
                     self.buffer.extend_from_slice(&f.to_bits().to_le_bytes());
                 }
-                AttributeValue::Bool(b) => {
+                RawValue::Bool(b) => {
                     self.buffer.push(TAG_BOOL);
-                    self.buffer.push(u8::from(*b));
+                    self.buffer.push(u8::from(b));
                 }
             }
         }
@@ -166,8 +173,8 @@ impl Packer {
 
     /// Writes `text` (cut to [`MAX_TEXT`]) as a reference when `slot` wrote
     /// the same text lately in this group, else in full, remembering where.
-    fn push_text(&mut self, slot: usize, text: &str) {
-        let text = super::span::cut_to(text, MAX_TEXT).0.as_bytes();
+    fn push_text(&mut self, slot: usize, text: &[u8]) {
+        let text = super::span::cut_to(text, MAX_TEXT).0;
         let slot = slot.min(NAME_SLOT);
         if text.len() > MAX_REPEATED {
             let earlier = self.recent[slot]
@@ -226,7 +233,10 @@ impl Packed {
     }
 
     /// A span's record alone in its buffer.
-    pub(super) fn alone(name: &str, attributes: &[(u8, AttributeValue<'_>)]) -> Self {
+    pub(super) fn alone<'v>(
+        name: impl AsRef<[u8]>,
+        attributes: &[(u8, impl Into<RawValue<'v>> + Copy)],
+    ) -> Self {
         let mut packer = Packer::default();
         let place = packer.push(name, attributes);
         Self::new(&packer.share(), place)
@@ -466,7 +476,7 @@ mod tests {
         );
         assert_ne!(a, b);
         // The packer starts over for the next group.
-        let next = packer.push("x", &[]);
+        let next = packer.push("x", &[] as &[(u8, RawValue)]);
         assert_eq!(next, (0, 3));
         assert_eq!(packer.share().len(), 3);
     }
@@ -538,7 +548,10 @@ mod tests {
             packed.attribute(stored_index("db.namespace").unwrap()),
             None
         );
-        assert_eq!(Packed::alone("", &[]).attribute(0), None);
+        assert_eq!(
+            Packed::alone("", &[] as &[(u8, RawValue)]).attribute(0),
+            None
+        );
     }
 
     #[test]
@@ -639,6 +652,20 @@ mod tests {
                 assert_eq!(place.1, 6 + 2 + 6, "record {i} refers back");
             }
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_read_as_nothing() {
+        // The arrival check keeps them out; were one let in, it is not read.
+        let query = stored_index("db.query.text").unwrap();
+        let port = stored_index("server.port").unwrap();
+        let packed = Packed::alone(
+            b"\xff\xfename",
+            &[(query, RawValue::Text(b"\xc3")), (port, RawValue::Int(1))],
+        );
+        assert_eq!(packed.name(), "");
+        assert_eq!(packed.attribute(query), None);
+        assert_eq!(packed.attribute(port), Some(AttributeValue::Int(1)));
     }
 
     #[test]

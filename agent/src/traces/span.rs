@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::packed::{Packed, Packer, Place, stored_index};
 pub use crate::ingest::AttributeValue;
-use crate::ingest::{READ_ATTRIBUTES, SpanRef};
+use crate::ingest::{READ_ATTRIBUTES, RawValue, SpanRef};
 
 /// A trace id: 16 bytes, shown as 32 lowercase hex digits.
 pub type TraceId = [u8; 16];
@@ -41,7 +41,7 @@ const KEPT_AS: [u8; READ_ATTRIBUTES.len()] = {
 /// stored name's names, texts cut to [`MAX_ATTRIBUTE_BYTES`]. Packed once at
 /// the end, so nothing is allocated per attribute.
 struct Kept<'a> {
-    found: [(u8, AttributeValue<'a>); READ_ATTRIBUTES.len()],
+    found: [(u8, RawValue<'a>); READ_ATTRIBUTES.len()],
     len: usize,
     truncated: bool,
 }
@@ -49,14 +49,14 @@ struct Kept<'a> {
 impl<'a> Kept<'a> {
     fn new() -> Self {
         Self {
-            found: [(0, AttributeValue::Bool(false)); READ_ATTRIBUTES.len()],
+            found: [(0, RawValue::Bool(false)); READ_ATTRIBUTES.len()],
             len: 0,
             truncated: false,
         }
     }
 
     /// Offers the attribute of index `read` in [`READ_ATTRIBUTES`].
-    fn offer(&mut self, read: usize, value: AttributeValue<'a>) {
+    fn offer(&mut self, read: usize, value: RawValue<'a>) {
         let Some(stored) = KEPT_AS.get(read) else {
             return;
         };
@@ -64,10 +64,10 @@ impl<'a> Kept<'a> {
             return;
         }
         let value = match value {
-            AttributeValue::Str(text) => {
+            RawValue::Text(text) => {
                 let (text, cut) = cut_to(text, MAX_ATTRIBUTE_BYTES);
                 self.truncated |= cut;
-                AttributeValue::Str(text)
+                RawValue::Text(text)
             }
             other => other,
         };
@@ -78,7 +78,7 @@ impl<'a> Kept<'a> {
         }
     }
 
-    fn as_slice(&self) -> &[(u8, AttributeValue<'a>)] {
+    fn as_slice(&self) -> &[(u8, RawValue<'a>)] {
         &self.found[..self.len]
     }
 }
@@ -174,10 +174,10 @@ impl AssembledSpan {
         let mut kept = Kept::new();
         for (name, value) in parts.attributes {
             if let Some(read) = READ_ATTRIBUTES.iter().position(|(sent, _)| sent == name) {
-                kept.offer(read, *value);
+                kept.offer(read, (*value).into());
             }
         }
-        let (name, _) = cut_to(parts.name, MAX_ATTRIBUTE_BYTES);
+        let (name, _) = cut_to(parts.name.as_bytes(), MAX_ATTRIBUTE_BYTES);
         Self {
             service: parts.service,
             span_id: parts.span_id,
@@ -273,12 +273,12 @@ impl Converter {
             // The kept values are borrowed from the request and packed once;
             // arrays, maps and bytes are not kept.
             let mut kept = Kept::new();
-            for (read, value) in span.read_attributes() {
+            for (read, value) in span.read_raw_attributes() {
                 if let Some(value) = value {
                     kept.offer(read, value);
                 }
             }
-            let (name, _) = cut_to(span.name(), MAX_ATTRIBUTE_BYTES);
+            let (name, _) = cut_to(span.name_bytes(), MAX_ATTRIBUTE_BYTES);
             let place = self.packer.push(name, kept.as_slice());
             self.records.push((place, kept.truncated));
         }
@@ -379,13 +379,15 @@ impl Serialize for AssembledSpan {
     }
 }
 
-/// `text` cut to at most `max` bytes at a character boundary, and whether it was cut.
-pub(super) fn cut_to(text: &str, max: usize) -> (&str, bool) {
+/// UTF-8 `text` cut to at most `max` bytes at a character boundary (before a
+/// byte that does not continue a character), and whether it was cut. Bytes
+/// that are not UTF-8 come out cut somewhere and fail their check when read.
+pub(super) fn cut_to(text: &[u8], max: usize) -> (&[u8], bool) {
     if text.len() <= max {
         return (text, false);
     }
     let mut end = max;
-    while !text.is_char_boundary(end) {
+    while end > 0 && text[end] & 0b1100_0000 == 0b1000_0000 {
         end -= 1;
     }
     (&text[..end], true)
