@@ -20,8 +20,10 @@ pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct Stacks {
     // Shared text: a query takes the stacks it needs by reference count,
-    // not by copy, and releases the store's lock at once.
-    counts: HashMap<Arc<str>, u64>,
+    // not by copy, and releases the store's lock at once. Boxed, and only
+    // while open: an hour of closed buckets in every series would otherwise
+    // each carry an empty map's 40 bytes.
+    counts: Option<Box<HashMap<Arc<str>, u64>>>,
     /// The stacks once [`Self::close`]d, sorted by text (then `counts` is
     /// empty): a store's bucket that time has moved past is read, seldom
     /// written, and a slice holds a stack in 24 bytes where the map, rounded
@@ -65,7 +67,7 @@ impl Stacks {
 
     /// The held text of `stack`, shared.
     fn text(&self, stack: &str) -> Option<Arc<str>> {
-        match self.counts.get_key_value(stack) {
+        match self.open().and_then(|counts| counts.get_key_value(stack)) {
             Some((text, _)) => Some(Arc::clone(text)),
             None => self.closed_entry(stack).map(|(text, _)| Arc::clone(text)),
         }
@@ -82,11 +84,13 @@ impl Stacks {
     /// Moves the stacks into the compact sorted form, for a bucket that is
     /// mostly read from now on; adding to it again reopens it.
     pub fn close(&mut self) {
-        if self.counts.is_empty() {
+        let Some(counts) = self.counts.take() else {
+            return;
+        };
+        if counts.is_empty() {
             return;
         }
-        let mut closed: Vec<(Arc<str>, u64)> =
-            std::mem::take(&mut self.counts).into_iter().collect();
+        let mut closed: Vec<(Arc<str>, u64)> = counts.into_iter().collect();
         closed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.closed = closed.into_boxed_slice();
     }
@@ -97,13 +101,17 @@ impl Stacks {
         !self.closed.is_empty()
     }
 
-    fn reopen(&mut self) {
-        if !self.closed.is_empty() {
-            self.counts = std::mem::take(&mut self.closed)
-                .into_vec()
-                .into_iter()
-                .collect();
-        }
+    /// The open map, if any.
+    fn open(&self) -> Option<&HashMap<Arc<str>, u64>> {
+        self.counts.as_deref()
+    }
+
+    /// The open map, made from the closed stacks (or empty) when closed.
+    fn reopen(&mut self) -> &mut HashMap<Arc<str>, u64> {
+        let closed = &mut self.closed;
+        self.counts.get_or_insert_with(|| {
+            Box::new(std::mem::take(closed).into_vec().into_iter().collect())
+        })
     }
 
     fn add_shared(
@@ -113,32 +121,33 @@ impl Stacks {
         count: u64,
         cap: usize,
     ) -> usize {
-        self.reopen();
-        if let Some(held) = self.counts.get_mut(stack) {
+        let counts = self.reopen();
+        if let Some(held) = counts.get_mut(stack) {
             *held = held.saturating_add(count);
             return 0;
         }
         let is_other = stack == OTHER_FRAME;
         // `[other]` itself is the one entry allowed past the cap.
-        let real_stacks = self.counts.len() - usize::from(self.counts.contains_key(OTHER_FRAME));
+        let real_stacks = counts.len() - usize::from(counts.contains_key(OTHER_FRAME));
         if !is_other && real_stacks < cap {
-            self.counts.insert(shared(), count);
+            counts.insert(shared(), count);
             return entry_bytes(stack);
         }
-        if !is_other {
-            self.overflowed = self.overflowed.saturating_add(count);
-            self.overflowed_stacks += 1;
-        }
-        match self.counts.get_mut(OTHER_FRAME) {
+        let bytes = match counts.get_mut(OTHER_FRAME) {
             Some(held) => {
                 *held = held.saturating_add(count);
                 0
             }
             None => {
-                self.counts.insert(OTHER_FRAME.into(), count);
+                counts.insert(OTHER_FRAME.into(), count);
                 entry_bytes(OTHER_FRAME)
             }
+        };
+        if !is_other {
+            self.overflowed = self.overflowed.saturating_add(count);
+            self.overflowed_stacks += 1;
         }
+        bytes
     }
 
     /// Adds every stack of `other`; returns the bytes newly held.
@@ -170,7 +179,7 @@ impl Stacks {
 
     /// Distinct stacks held.
     pub fn len(&self) -> usize {
-        self.counts.len() + self.closed.len()
+        self.open().map_or(0, HashMap::len) + self.closed.len()
     }
 
     /// Whether nothing was counted.
@@ -186,7 +195,7 @@ impl Stacks {
 
     /// The count of one stack.
     pub fn get(&self, stack: &str) -> Option<u64> {
-        match self.counts.get(stack) {
+        match self.open().and_then(|counts| counts.get(stack)) {
             Some(count) => Some(*count),
             None => self.closed_entry(stack).map(|(_, count)| *count),
         }
@@ -195,8 +204,9 @@ impl Stacks {
     /// Stacks (shared) and counts, in no particular order.
     pub fn shared(&self) -> impl Iterator<Item = (&Arc<str>, u64)> {
         let closed = self.closed.iter().map(|(stack, count)| (stack, *count));
-        self.counts
-            .iter()
+        self.open()
+            .into_iter()
+            .flatten()
             .map(|(stack, count)| (stack, *count))
             .chain(closed)
     }
@@ -482,7 +492,7 @@ mod tests {
         let open = parse_folded(b"main;a 3\nmain;b 5\nmain 1\n", usize::MAX).unwrap();
         let mut closed = open.clone();
         closed.close();
-        assert!(closed.counts.is_empty() && closed.closed.len() == 3);
+        assert!(closed.counts.is_none() && closed.closed.len() == 3);
         assert_eq!(closed, open);
         assert_eq!(
             (closed.len(), closed.total(), closed.bytes()),

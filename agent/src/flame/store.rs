@@ -100,6 +100,16 @@ impl StackStore {
         self.limits
     }
 
+    /// How many bucket slots a full series of `len` grows by: doubling, but
+    /// never past the retention's count (one more for the bucket being
+    /// filled while the oldest waits to expire). Doubling alone took an
+    /// hour's 360 buckets to 512 slots, 80 bytes each, in every series.
+    fn growth(&self, len: usize) -> usize {
+        let most = self.limits.retention_seconds / self.limits.bucket_seconds.max(1) + 1;
+        let most = usize::try_from(most).unwrap_or(usize::MAX);
+        len.max(4).min(most.saturating_sub(len)).max(1)
+    }
+
     /// Adds `stacks` at `time` (unix seconds) to the series `key`.
     pub fn add(&self, key: SeriesKey, time: u64, stacks: &Stacks, meta: CountMeta) {
         self.add_with(key, time, meta, |target, cap, neighbour| {
@@ -160,6 +170,11 @@ impl StackStore {
         }
         if meta.unit.is_some() {
             series.unit = meta.unit;
+        }
+        if series.buckets.len() == series.buckets.capacity() {
+            series
+                .buckets
+                .reserve_exact(self.growth(series.buckets.len()));
         }
         // Buckets stay in time order; a late profile lands in its own bucket.
         let position = series
@@ -419,6 +434,19 @@ mod tests {
             .collect();
         assert_eq!(times, [90, 100, 110]);
         assert!(store.select("b", |_| true, 0, 200).stacks.is_empty());
+    }
+
+    #[test]
+    fn a_series_grows_no_further_than_its_retention_holds() {
+        // 60 s of 10 s buckets: six, and one being filled.
+        let store = store(limits());
+        let key = key("a", "x");
+        for (i, time) in (0..7).map(|i| (i, i * 10)) {
+            store.add(key.clone(), time, &stacks("m;f 1\n"), hz(99));
+            let capacity = store.lock().series[&key].buckets.capacity();
+            assert!(capacity <= 7, "bucket {i}: {capacity} slots");
+        }
+        assert_eq!(store.lock().series[&key].buckets.len(), 7);
     }
 
     /// The texts a series' buckets hold for `stack`, oldest bucket first.
