@@ -264,9 +264,9 @@ impl<'a> SpanRef<'a> {
         self.name
     }
 
-    /// Its attributes of [`READ_ATTRIBUTES`] in request order: the index in
-    /// that table and the value, when a scalar (`None` for an array, a map,
-    /// bytes or no value).
+    /// As [`Self::read_raw_attributes`], texts read as UTF-8: what tests
+    /// compare with prost's decoding.
+    #[cfg(test)]
     pub fn read_attributes(
         &self,
     ) -> impl Iterator<Item = (usize, Option<AttributeValue<'a>>)> + use<'a> {
@@ -276,7 +276,9 @@ impl<'a> SpanRef<'a> {
             .map(move |attribute| (usize::from(attribute.name), attribute.value(bytes)))
     }
 
-    /// As [`Self::read_attributes`], texts as bytes (see [`RawValue`]).
+    /// Its attributes of [`READ_ATTRIBUTES`] in request order: the index in
+    /// that table and the value, when a scalar (`None` for an array, a map,
+    /// bytes or no value), texts as bytes (see [`RawValue`]).
     pub fn read_raw_attributes(
         &self,
     ) -> impl Iterator<Item = (usize, Option<RawValue<'a>>)> + use<'a> {
