@@ -476,7 +476,7 @@ mod tests {
         );
         assert_ne!(a, b);
         // The packer starts over for the next group.
-        let next = packer.push("x", &[] as &[(u8, RawValue)]);
+        let next = packer.push("x", &[] as &[(u8, RawValue<'_>)]);
         assert_eq!(next, (0, 3));
         assert_eq!(packer.share().len(), 3);
     }
@@ -549,7 +549,7 @@ mod tests {
             None
         );
         assert_eq!(
-            Packed::alone("", &[] as &[(u8, RawValue)]).attribute(0),
+            Packed::alone("", &[] as &[(u8, RawValue<'_>)]).attribute(0),
             None
         );
     }
