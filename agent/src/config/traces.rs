@@ -27,8 +27,8 @@ pub struct TracesConfig {
     /// 2 s quiet period about 3,000 are in flight.
     pub max_traces: usize,
     /// Spans in flight at most, across traces; the oldest trace is evicted to
-    /// make room. Default 200,000 (about 80 MiB at the ~420 bytes a span in
-    /// flight takes, measured at 10,000 spans/s of realistic spans).
+    /// make room. Default 200,000 (about 50 MiB at the ~260 bytes of RSS a
+    /// span in flight takes, measured at 10,000 spans/s of realistic spans).
     pub max_spans: usize,
     /// Spans kept for one trace; further spans of it are dropped and counted.
     /// Default 10,000: a runaway loop of a million queries cannot take the

@@ -52,6 +52,18 @@ pub enum RawValue<'a> {
     Bool(bool),
 }
 
+impl<'a> RawValue<'a> {
+    /// The value with its text read as UTF-8 (empty if it is not).
+    pub fn read(self) -> AttributeValue<'a> {
+        match self {
+            Self::Text(t) => AttributeValue::Str(text(t)),
+            Self::Int(i) => AttributeValue::Int(i),
+            Self::Float(f) => AttributeValue::Float(f),
+            Self::Bool(b) => AttributeValue::Bool(b),
+        }
+    }
+}
+
 impl<'a> From<AttributeValue<'a>> for RawValue<'a> {
     fn from(value: AttributeValue<'a>) -> Self {
         match value {
@@ -270,10 +282,8 @@ impl<'a> SpanRef<'a> {
     pub fn read_attributes(
         &self,
     ) -> impl Iterator<Item = (usize, Option<AttributeValue<'a>>)> + use<'a> {
-        let bytes = self.bytes;
-        self.attributes
-            .iter()
-            .map(move |attribute| (usize::from(attribute.name), attribute.value(bytes)))
+        self.read_raw_attributes()
+            .map(|(name, value)| (name, value.map(RawValue::read)))
     }
 
     /// Its attributes of [`READ_ATTRIBUTES`] in request order: the index in

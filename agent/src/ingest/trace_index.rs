@@ -15,7 +15,7 @@ use super::trace_batch::{AttributeValue, READ_ATTRIBUTES, RawValue};
 use super::trace_schema::{TraceMessage, tag};
 use super::wire::{
     self, Checked, FIXED64, LENGTH_DELIMITED, VARINT, WireError, bytes, check_field, fail, fixed64,
-    key, string, text, varint,
+    key, string, varint,
 };
 
 /// What one request's index holds.
@@ -458,12 +458,7 @@ const READ_LENGTHS: u64 = {
 impl AttributeEntry {
     /// The value, its text read from `bytes` (the request's).
     pub(super) fn value(self, bytes: &[u8]) -> Option<AttributeValue<'_>> {
-        Some(match self.raw_value(bytes)? {
-            RawValue::Text(t) => AttributeValue::Str(text(t)),
-            RawValue::Int(i) => AttributeValue::Int(i),
-            RawValue::Float(f) => AttributeValue::Float(f),
-            RawValue::Bool(b) => AttributeValue::Bool(b),
-        })
+        self.raw_value(bytes).map(RawValue::read)
     }
 
     /// The value, its text's bytes in `bytes` unread.

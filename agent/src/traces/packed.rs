@@ -3,7 +3,8 @@
 //! flight. As a `String` and a list of boxed values a span took three to nine
 //! allocations and, measured in the agent, about 800 bytes; packed, about 420
 //! bytes (its share of the trace's bookkeeping and the allocator's rounding
-//! included).
+//! included); with repeated texts written once (below), about 260 bytes of
+//! RSS (BENCHMARKS.md, session 16).
 //!
 //! The records of the spans of one trace that came in one batch lie in one
 //! buffer they share ([`Packer`]): one allocation for the group instead of one
@@ -19,8 +20,8 @@
 //! namespace and server. A text written earlier in the group under the same
 //! stored name (or as a span name) is therefore written again only as a
 //! reference to the first: 6 bytes instead of its length and bytes. The
-//! load generator's traces of a root and three queries take about a quarter
-//! less; an N+1 trace of repeated statements far less.
+//! load generator's traces of a root, three queries and a call take about a
+//! tenth less RSS a span in flight; an N+1 trace of repeated statements far less.
 //!
 //! Layout of a record: the name as a text, then per attribute its stored
 //! name's index in [`STORED_NAMES`] (`u8`), a tag (`u8`) and the value: a text,
