@@ -24,8 +24,8 @@ pub struct Stacks {
     // while open: an hour of closed buckets in every series would otherwise
     // each carry an empty map's 40 bytes.
     counts: Option<Box<HashMap<Arc<str>, u64>>>,
-    /// The stacks once [`Self::close`]d, sorted by text (then `counts` is
-    /// empty): a store's bucket that time has moved past is read, seldom
+    /// The stacks once [`Self::close`]d, sorted by text (then there is no
+    /// open map): a store's bucket that time has moved past is read, seldom
     /// written, and a slice holds a stack in 24 bytes where the map, rounded
     /// up to a power of two with its control bytes, takes about twice that.
     closed: Box<[(Arc<str>, u64)]>,
