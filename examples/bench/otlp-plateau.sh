@@ -5,9 +5,11 @@
 # an hour for the flame graphs' 10 s buckets; SCALE compresses that history
 # (flame buckets of 10 s / SCALE, retention 1 h / SCALE; buckets are whole
 # seconds, so SCALE is 1, 2, 5 or 10) so the same number of buckets fills in
-# minutes. SCALE=10 fills an hour's 360 buckets in 6 minutes. The golden
-# signals' own history (23 buckets a series, the last filling after an hour)
-# is not compressed: at SCALE > 1 it is not yet full at the end.
+# minutes. SCALE=10 fills an hour's 360 buckets in 6 minutes; the roll-up
+# (1 min buckets past 10 min) is compressed the same way, and ROLLUP=off
+# turns it off (rollup_bucket = bucket) to show an hour at full resolution.
+# The golden signals' own history (23 buckets a series, the last filling
+# after an hour) is not compressed: at SCALE > 1 it is not yet full at the end.
 # Loopback only.
 #
 #   bash examples/bench/otlp-plateau.sh                  # SCALE=10 MINUTES=7
@@ -30,9 +32,14 @@ case "$SCALE" in
 esac
 BUCKET_S=$((10 / SCALE))
 RETENTION_S=$((3600 / SCALE))
+ROLLUP_AFTER_S=$((600 / SCALE))
+ROLLUP_BUCKET_S=$((60 / SCALE))
+[ "${ROLLUP:-on}" = off ] && ROLLUP_BUCKET_S=$BUCKET_S
 start_agent target/release/telltale "[flame]
 bucket = \"${BUCKET_S}s\"
-retention = \"${RETENTION_S}s\""
+retention = \"${RETENTION_S}s\"
+rollup_after = \"${ROLLUP_AFTER_S}s\"
+rollup_bucket = \"${ROLLUP_BUCKET_S}s\""
 target/release/telltale-loadgen --protocol grpc --endpoint "http://127.0.0.1:$GRPC" \
     --duration "${MINUTES}m" --spans-per-request 100 --connections 2 --rate "$RATE" >"$WORK/report.json" &
 LOAD=$!
@@ -42,7 +49,7 @@ status_kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$AGENT/status"; }
 mib() { python3 -c "print(f'{$1 / 1024:.1f}')"; }
 gauge() { curl -fs "$ADMIN_URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
-echo "### Memory plateau — $(date -u +%Y-%m-%d), $(nproc) cores, $RATE spans/s, flame buckets ${BUCKET_S} s kept ${RETENTION_S} s (SCALE=$SCALE)"
+echo "### Memory plateau — $(date -u +%Y-%m-%d), $(nproc) cores, $RATE spans/s, flame buckets ${BUCKET_S} s kept ${RETENTION_S} s, ${ROLLUP_BUCKET_S} s wide past ${ROLLUP_AFTER_S} s (SCALE=$SCALE)"
 echo
 echo "| time | RSS MiB | of it anonymous | peak | spans in flight | flame stack bytes (upper bound) |"
 echo "|---:|---:|---:|---:|---:|---:|"

@@ -19,6 +19,16 @@ pub struct FlameConfig {
     /// after a deploy.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Buckets older than this are merged into `rollup_bucket`-wide ones.
+    /// Default 10m: the recent past keeps its fine resolution for looking
+    /// at an incident; an older window is seldom read at 10 s, and an hour
+    /// of fine buckets in every series was most of the store's memory.
+    #[serde(with = "humantime_serde")]
+    pub rollup_after: Duration,
+    /// Width of the buckets older than `rollup_after`: a whole multiple of
+    /// `bucket`. Default 1m; equal to `bucket`, nothing is merged.
+    #[serde(with = "humantime_serde")]
+    pub rollup_bucket: Duration,
     /// Most series (service × route for spans, service × label set for CPU
     /// profiles). Default 1000; further ones go to a `__overflow__` series
     /// per service.
@@ -43,6 +53,8 @@ impl Default for FlameConfig {
         Self {
             bucket: Duration::from_secs(10),
             retention: Duration::from_secs(3_600),
+            rollup_after: Duration::from_secs(600),
+            rollup_bucket: Duration::from_secs(60),
             max_series: 1_000,
             max_stacks: 200_000,
             max_bytes: ByteSize::mib(128),
@@ -73,6 +85,29 @@ impl FlameConfig {
                 "flame.retention",
                 "retention is shorter than one bucket".to_owned(),
                 "keep at least one bucket; the default is 1h",
+            ));
+        }
+        if self.rollup_bucket.subsec_nanos() != 0
+            || self.rollup_bucket.as_secs() % self.bucket.as_secs() != 0
+            || self.rollup_bucket < self.bucket
+        {
+            return Err((
+                "flame.rollup_bucket",
+                format!(
+                    "rollup_bucket = {:?} is not a whole multiple of bucket = {:?}",
+                    self.rollup_bucket, self.bucket
+                ),
+                "use a multiple of flame.bucket (equal to it merges nothing); the default is 1m",
+            ));
+        }
+        if self.rollup_after < self.bucket || self.rollup_after.subsec_nanos() != 0 {
+            return Err((
+                "flame.rollup_after",
+                format!(
+                    "rollup_after = {:?} is not whole seconds of at least one bucket",
+                    self.rollup_after
+                ),
+                "keep at least one fine bucket; the default is 10m",
             ));
         }
         let counts = [

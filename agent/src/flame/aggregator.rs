@@ -119,6 +119,8 @@ mod tests {
         let limits = StoreLimits {
             bucket_seconds: 10,
             retention_seconds: 3_600,
+            rollup_after_seconds: 600,
+            rollup_bucket_seconds: 60,
             max_series: 100,
             max_stacks: 1_000,
             max_bytes: 1 << 20,

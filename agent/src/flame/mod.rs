@@ -63,6 +63,8 @@ impl FlameGraphs {
         let limits = StoreLimits {
             bucket_seconds: config.bucket.as_secs().max(1),
             retention_seconds: config.retention.as_secs(),
+            rollup_after_seconds: config.rollup_after.as_secs(),
+            rollup_bucket_seconds: config.rollup_bucket.as_secs().max(1),
             max_series: config.max_series,
             max_stacks: config.max_stacks,
             max_bytes: byte_count(config.max_bytes),
@@ -79,7 +81,8 @@ impl FlameGraphs {
         })
     }
 
-    /// Drops buckets past the retention in both stores.
+    /// Merges old buckets into wide ones and drops buckets past the
+    /// retention, in both stores.
     pub fn expire(&self, now: u64) {
         self.spans.store().expire(now);
         self.cpu.expire(now);

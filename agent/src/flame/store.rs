@@ -3,7 +3,9 @@
 //! bounded: series (`max_series`, further ones go to an overflow series),
 //! distinct stacks per bucket (`max_stacks`, the rest count as `[other]`),
 //! bytes overall (`max_bytes`, the oldest buckets go first) and time
-//! (`retention`). What each bound drops is counted on `/metrics`.
+//! (`retention`). What each bound drops is counted on `/metrics`. Buckets
+//! older than `rollup_after` are merged into wider ones, so most of an
+//! hour's history takes a sixth of the buckets it would at full resolution.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,11 @@ pub struct StoreLimits {
     pub bucket_seconds: u64,
     /// How long buckets are kept, in seconds.
     pub retention_seconds: u64,
+    /// Age in seconds past which buckets are merged into wider ones.
+    pub rollup_after_seconds: u64,
+    /// Width of those wider buckets, a multiple of `bucket_seconds` (equal
+    /// to it: nothing is merged).
+    pub rollup_bucket_seconds: u64,
     /// Most series.
     pub max_series: usize,
     /// Most distinct stacks in one bucket of one series.
@@ -44,6 +51,9 @@ pub struct SeriesKey {
 struct Series {
     /// Bucket start (unix seconds) → stacks, oldest first.
     buckets: VecDeque<(u64, Stacks)>,
+    /// Buckets starting before this are `rollup_bucket_seconds` wide, the
+    /// rest `bucket_seconds`.
+    rolled_until: u64,
     /// The last sampling frequency seen (CPU profiles).
     sample_rate_hz: Option<u32>,
     /// The last count unit seen (`samples`, `ns`), when not the source's default.
@@ -100,13 +110,49 @@ impl StackStore {
         self.limits
     }
 
+    /// Whether old buckets are merged into wider ones at all.
+    fn rolls_up(&self) -> bool {
+        self.limits.rollup_bucket_seconds > self.limits.bucket_seconds
+            && self.limits.rollup_after_seconds < self.limits.retention_seconds
+    }
+
+    /// The width of the series' bucket starting at `start`.
+    fn width(&self, series: &Series, start: u64) -> u64 {
+        if start < series.rolled_until {
+            self.limits.rollup_bucket_seconds
+        } else {
+            self.limits.bucket_seconds
+        }
+    }
+
+    /// Whether the series' bucket starting at `start` holds any of `[from, to)`.
+    fn overlaps(&self, series: &Series, start: u64, from: u64, to: u64) -> bool {
+        start < to && start + self.width(series, start) > from
+    }
+
+    /// The most buckets a series holds: the retention's count, or with the
+    /// roll-up, the fine ones not yet merged (up to one wide bucket's worth
+    /// past `rollup_after`) and the wide ones behind them, each with one more
+    /// for a bucket being filled while the oldest waits to go.
+    fn most_buckets(&self) -> u64 {
+        let limits = &self.limits;
+        let bucket = limits.bucket_seconds.max(1);
+        let fine_only = limits.retention_seconds / bucket + 1;
+        if !self.rolls_up() {
+            return fine_only;
+        }
+        let fine = (limits.rollup_after_seconds + limits.rollup_bucket_seconds) / bucket + 1;
+        let wide = (limits.retention_seconds - limits.rollup_after_seconds)
+            / limits.rollup_bucket_seconds
+            + 2;
+        fine_only.min(fine + wide)
+    }
+
     /// How many bucket slots a full series of `len` grows by: doubling, but
-    /// never past the retention's count (one more for the bucket being
-    /// filled while the oldest waits to expire). Doubling alone took an
-    /// hour's 360 buckets to 512 slots, 80 bytes each, in every series.
+    /// never past [`Self::most_buckets`]. Doubling alone took an hour's 360
+    /// buckets to 512 slots, 80 bytes each, in every series.
     fn growth(&self, len: usize) -> usize {
-        let most = self.limits.retention_seconds / self.limits.bucket_seconds.max(1) + 1;
-        let most = usize::try_from(most).unwrap_or(usize::MAX);
+        let most = usize::try_from(self.most_buckets()).unwrap_or(usize::MAX);
         len.max(4).min(most.saturating_sub(len)).max(1)
     }
 
@@ -145,7 +191,6 @@ impl StackStore {
         meta: CountMeta,
         merge: impl FnOnce(&mut Stacks, usize, Option<&Stacks>) -> usize,
     ) {
-        let bucket = time - time % self.limits.bucket_seconds;
         let mut inner = self.lock();
         let key = if inner.series.contains_key(&key) || inner.series.len() < self.limits.max_series
         {
@@ -171,6 +216,8 @@ impl StackStore {
         if meta.unit.is_some() {
             series.unit = meta.unit;
         }
+        // A late add to the rolled-up past lands in its wide bucket.
+        let bucket = time - time % self.width(series, time);
         if series.buckets.len() == series.buckets.capacity() {
             series
                 .buckets
@@ -219,8 +266,9 @@ impl StackStore {
         self.publish(&inner);
     }
 
-    /// Merges every bucket starting in `[from, to)` of the series of `service`
-    /// whose detail `matches`.
+    /// Merges every bucket holding any of `[from, to)` (whole buckets: a
+    /// window is widened to their edges) of the series of `service` whose
+    /// detail `matches`.
     pub fn select(
         &self,
         service: &str,
@@ -228,7 +276,6 @@ impl StackStore {
         from: u64,
         to: u64,
     ) -> Selection {
-        let from = from - from % self.limits.bucket_seconds;
         let mut pairs = Vec::new();
         let mut series = 0;
         let mut metas = BTreeMap::new();
@@ -246,7 +293,7 @@ impl StackStore {
                     .entry((held.sample_rate_hz, held.unit.clone()))
                     .or_insert(0) += 1;
                 for (start, stacks) in &held.buckets {
-                    if (from..to).contains(start) {
+                    if self.overlaps(held, *start, from, to) {
                         pairs.reserve(stacks.len());
                         pairs.extend(stacks.shared().map(|(s, c)| (Arc::clone(s), c)));
                     }
@@ -267,8 +314,9 @@ impl StackStore {
         selection
     }
 
-    /// The buckets of the matching series in `[from, to)`, oldest first, each
-    /// as its own stacks: a flame chart over time reads them in order.
+    /// The buckets of the matching series holding any of `[from, to)`, oldest
+    /// first, each as its own stacks: a flame chart over time reads them in
+    /// order. Rolled-up buckets come as they are, wider than recent ones.
     pub fn buckets(
         &self,
         service: &str,
@@ -276,7 +324,6 @@ impl StackStore {
         from: u64,
         to: u64,
     ) -> Vec<(u64, Stacks)> {
-        let from = from - from % self.limits.bucket_seconds;
         let inner = self.lock();
         let mut by_time: BTreeMap<u64, Stacks> = BTreeMap::new();
         for (key, series) in &inner.series {
@@ -284,7 +331,7 @@ impl StackStore {
                 continue;
             }
             for (start, stacks) in &series.buckets {
-                if (from..to).contains(start) {
+                if self.overlaps(series, *start, from, to) {
                     by_time.entry(*start).or_default().merge(stacks, usize::MAX);
                 }
             }
@@ -300,7 +347,8 @@ impl StackStore {
             .iter()
             .filter_map(|(key, series)| {
                 let first = series.buckets.front()?.0;
-                let last = series.buckets.back()?.0 + self.limits.bucket_seconds;
+                let newest = series.buckets.back()?.0;
+                let last = newest + self.width(series, newest);
                 Some((key.clone(), first, last))
             })
             .collect();
@@ -308,15 +356,27 @@ impl StackStore {
         all
     }
 
-    /// Drops buckets older than the retention and series left empty.
+    /// Merges buckets older than `rollup_after` into wide ones, then drops
+    /// buckets older than the retention and series left empty.
     pub fn expire(&self, now: u64) {
         let horizon = now.saturating_sub(self.limits.retention_seconds);
+        let rollup_horizon = now.saturating_sub(self.limits.rollup_after_seconds);
+        // Only whole wide periods are merged, so a wide bucket never holds
+        // part of its period while fine buckets hold the rest.
+        let rolled_until = rollup_horizon - rollup_horizon % self.limits.rollup_bucket_seconds;
+        let rolls_up = self.rolls_up();
         let mut inner = self.lock();
         let mut freed = 0;
+        let mut merged_in = 0;
         let mut expired = 0;
         inner.series.retain(|_, series| {
+            if rolls_up {
+                let (rolled_freed, rolled_added) = self.roll_up(series, rolled_until);
+                freed += rolled_freed;
+                merged_in += rolled_added;
+            }
             while let Some((start, _)) = series.buckets.front() {
-                if start + self.limits.bucket_seconds > horizon {
+                if start + self.width(series, *start) > horizon {
                     break;
                 }
                 if let Some((_, stacks)) = series.buckets.pop_front() {
@@ -326,9 +386,48 @@ impl StackStore {
             }
             !series.buckets.is_empty()
         });
-        inner.bytes -= freed;
+        inner.bytes = (inner.bytes + merged_in).saturating_sub(freed);
         self.metrics.expired_buckets.inc_by(expired);
         self.publish(&inner);
+    }
+
+    /// Merges the series' fine buckets starting before `until` (a multiple
+    /// of the wide width) into wide buckets; returns the bytes freed and
+    /// the bytes newly held (a stack new to its wide bucket).
+    fn roll_up(&self, series: &mut Series, until: u64) -> (usize, usize) {
+        if until <= series.rolled_until {
+            return (0, 0);
+        }
+        let width = self.limits.rollup_bucket_seconds;
+        let first = series
+            .buckets
+            .partition_point(|(start, _)| *start < series.rolled_until);
+        let end = series.buckets.partition_point(|(start, _)| *start < until);
+        series.rolled_until = until;
+        let mut freed = 0;
+        let mut added = 0;
+        let mut overflowed = 0;
+        let mut rolled: Vec<(u64, Stacks)> = Vec::new();
+        for (start, stacks) in series.buckets.drain(first..end) {
+            let wide = start - start % width;
+            match rolled.last_mut() {
+                Some((at, into)) if *at == wide => {
+                    let overflowed_before = into.overflowed_stacks + stacks.overflowed_stacks;
+                    // The texts are shared, not copied: the fine buckets
+                    // took them from their neighbours already.
+                    added += into.merge(&stacks, self.limits.max_stacks);
+                    overflowed += into.overflowed_stacks - overflowed_before;
+                    freed += stacks.bytes();
+                }
+                _ => rolled.push((wide, stacks)),
+            }
+        }
+        for (offset, (start, mut stacks)) in rolled.into_iter().enumerate() {
+            stacks.close();
+            series.buckets.insert(first + offset, (start, stacks));
+        }
+        self.metrics.overflow_stacks.inc_by(overflowed);
+        (freed, added)
     }
 
     /// While over `max_bytes`, drops the oldest bucket of any series, never
@@ -386,6 +485,8 @@ mod tests {
         StoreLimits {
             bucket_seconds: 10,
             retention_seconds: 60,
+            rollup_after_seconds: 60,
+            rollup_bucket_seconds: 10,
             max_series: 2,
             max_stacks: 3,
             max_bytes: 10_000,
@@ -545,6 +646,100 @@ mod tests {
             max_bytes,
             ..limits()
         })
+    }
+
+    /// 10 s buckets kept 600 s; past 60 s, merged into 30 s ones.
+    fn rolling_store() -> StackStore {
+        store(StoreLimits {
+            retention_seconds: 600,
+            rollup_after_seconds: 60,
+            rollup_bucket_seconds: 30,
+            ..limits()
+        })
+    }
+
+    fn starts(store: &StackStore, from: u64, to: u64) -> Vec<u64> {
+        store
+            .buckets("a", |_| true, from, to)
+            .into_iter()
+            .map(|(start, _)| start)
+            .collect()
+    }
+
+    #[test]
+    fn old_buckets_are_rolled_up_into_wide_ones() {
+        let store = rolling_store();
+        let series = key("a", "x");
+        for time in (0..=120).step_by(10) {
+            store.add_pairs(series.clone(), time, [("m;f", 1), ("m;g", time)]);
+        }
+        let everything = store.select("a", |_| true, 0, 200).stacks;
+        let bytes_before = store.lock().bytes;
+        // At 130 s, what started before 70 s is past `rollup_after`; the
+        // whole 30 s periods in it, [0, 30) and [30, 60), are merged.
+        store.expire(130);
+        assert_eq!(
+            starts(&store, 0, 200),
+            [0, 30, 60, 70, 80, 90, 100, 110, 120]
+        );
+        assert_eq!(store.select("a", |_| true, 0, 200).stacks, everything);
+        let wide = store.select("a", |_| true, 30, 60).stacks;
+        assert_eq!((wide.get("m;f"), wide.get("m;g")), (Some(3), Some(120)));
+        assert!(store.lock().bytes < bytes_before, "four entries freed");
+        // A window inside a wide bucket selects all of it; fine ones as before.
+        assert_eq!(starts(&store, 40, 50), [30]);
+        assert_eq!(starts(&store, 75, 95), [70, 80, 90]);
+        // The merged texts are still shared between buckets.
+        let f = texts(&store, &series, "m;f");
+        assert!(f.iter().all(|text| Arc::ptr_eq(text, &f[0])));
+        // A late add to the rolled-up past lands in its wide bucket.
+        store.add_pairs(series.clone(), 45, [("m;f", 10)]);
+        assert_eq!(starts(&store, 0, 60), [0, 30]);
+        assert_eq!(
+            store.select("a", |_| true, 30, 60).stacks.get("m;f"),
+            Some(13)
+        );
+        // Later expiries merge the next whole periods, never a part of one.
+        store.expire(149);
+        assert_eq!(starts(&store, 0, 100), [0, 30, 60, 70, 80, 90]);
+        store.expire(150);
+        assert_eq!(starts(&store, 0, 100), [0, 30, 60, 90]);
+        // A wide bucket is kept until its whole width is past the retention.
+        store.expire(629);
+        assert_eq!(starts(&store, 0, 100), [0, 30, 60, 90]);
+        store.expire(630);
+        assert_eq!(starts(&store, 0, 100), [30, 60, 90]);
+        let (_, first, last) = store.series()[0].clone();
+        assert_eq!((first, last), (30, 150), "the newest is wide by now");
+    }
+
+    #[test]
+    fn a_rolled_up_series_holds_a_bounded_number_of_buckets() {
+        // 600 s of 10 s buckets would be 61 slots; rolled up past 60 s into
+        // 30 s ones, at most 10 fine and 20 wide.
+        let store = rolling_store();
+        let series = key("a", "x");
+        for time in (0..2_000).step_by(10) {
+            store.add_pairs(series.clone(), time, [("m;f", 1)]);
+            store.expire(time);
+            let held = &store.lock().series[&series];
+            assert!(
+                held.buckets.capacity() <= 30,
+                "at {time}: {} slots",
+                held.buckets.capacity()
+            );
+        }
+        // At 1990 s: wide buckets from the retention's edge (1390 s) to the
+        // last whole period past `rollup_after` (1920 s), fine ones after.
+        let wide = (1_380..1_920).step_by(30);
+        let fine = (1_920..2_000).step_by(10);
+        let expected: Vec<u64> = wide.chain(fine).collect();
+        assert_eq!(starts(&store, 0, 2_000), expected);
+        let kept_adds = (1_380..2_000).step_by(10).count() as u64;
+        assert_eq!(
+            store.select("a", |_| true, 0, 2_000).stacks.get("m;f"),
+            Some(kept_adds)
+        );
     }
 
     #[test]

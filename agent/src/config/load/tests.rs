@@ -307,6 +307,25 @@ fn bad_rum_settings_are_refused_with_their_key() {
 }
 
 #[test]
+fn bad_flame_settings_are_refused_with_their_key() {
+    for (text, key) in [
+        ("[flame]\nbucket = \"1500ms\"\n", "flame.bucket"),
+        ("[flame]\nretention = \"5s\"\n", "flame.retention"),
+        ("[flame]\nrollup_bucket = \"25s\"\n", "flame.rollup_bucket"),
+        ("[flame]\nrollup_bucket = \"5s\"\n", "flame.rollup_bucket"),
+        ("[flame]\nrollup_after = \"5s\"\n", "flame.rollup_after"),
+        ("[flame]\nmax_stacks = 0\n", "flame.max_stacks"),
+    ] {
+        let err = load(text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+        assert_eq!(err.line(), Some(2), "{text}: {err}");
+    }
+    // Equal widths turn the roll-up off.
+    let off = load("[flame]\nrollup_bucket = \"10s\"\n");
+    assert!(off.is_ok(), "{off:?}");
+}
+
+#[test]
 fn runtime_threads_default_to_half_the_cores_and_are_bounded() {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let default = load(EMBEDDED_DEFAULT).unwrap();
