@@ -14,6 +14,7 @@
 #
 #   bash examples/bench/otlp-plateau.sh                  # SCALE=10 MINUTES=7
 #   SCALE=1 MINUTES=65 bash examples/bench/otlp-plateau.sh
+#   AGENT_BIN=/tmp/telltale-other bash examples/bench/otlp-plateau.sh
 #
 # Prints a markdown table for BENCHMARKS.md.
 set -euo pipefail
@@ -23,7 +24,12 @@ SCALE=${SCALE:-10}
 MINUTES=${MINUTES:-7}
 RATE=${RATE:-10000}
 
-cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --bin telltale-loadgen
+# AGENT_BIN measures a binary built elsewhere (another allocator, an older
+# commit) with the load generator already in target/release.
+if [ -z "${AGENT_BIN:-}" ]; then
+    cargo build --release -q -p telltale-agent --bin telltale -p telltale-loadgen --bin telltale-loadgen
+    AGENT_BIN=target/release/telltale
+fi
 . examples/bench/lib.sh
 
 case "$SCALE" in
@@ -35,7 +41,7 @@ RETENTION_S=$((3600 / SCALE))
 ROLLUP_AFTER_S=$((600 / SCALE))
 ROLLUP_BUCKET_S=$((60 / SCALE))
 [ "${ROLLUP:-on}" = off ] && ROLLUP_BUCKET_S=$BUCKET_S
-start_agent target/release/telltale "[flame]
+start_agent "$AGENT_BIN" "[flame]
 bucket = \"${BUCKET_S}s\"
 retention = \"${RETENTION_S}s\"
 rollup_after = \"${ROLLUP_AFTER_S}s\"

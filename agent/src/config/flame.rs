@@ -88,7 +88,7 @@ impl FlameConfig {
             ));
         }
         if self.rollup_bucket.subsec_nanos() != 0
-            || self.rollup_bucket.as_secs() % self.bucket.as_secs() != 0
+            || !self.rollup_bucket.as_secs().is_multiple_of(self.bucket.as_secs())
             || self.rollup_bucket < self.bucket
         {
             return Err((

@@ -693,7 +693,7 @@ mod tests {
         let f = texts(&store, &series, "m;f");
         assert!(f.iter().all(|text| Arc::ptr_eq(text, &f[0])));
         // A late add to the rolled-up past lands in its wide bucket.
-        store.add_pairs(series.clone(), 45, [("m;f", 10)]);
+        store.add_pairs(series, 45, [("m;f", 10)]);
         assert_eq!(starts(&store, 0, 60), [0, 30]);
         assert_eq!(
             store.select("a", |_| true, 30, 60).stacks.get("m;f"),
