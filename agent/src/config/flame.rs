@@ -88,7 +88,10 @@ impl FlameConfig {
             ));
         }
         if self.rollup_bucket.subsec_nanos() != 0
-            || !self.rollup_bucket.as_secs().is_multiple_of(self.bucket.as_secs())
+            || !self
+                .rollup_bucket
+                .as_secs()
+                .is_multiple_of(self.bucket.as_secs())
             || self.rollup_bucket < self.bucket
         {
             return Err((
