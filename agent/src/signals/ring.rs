@@ -110,13 +110,12 @@ impl Ring {
         #[allow(clippy::cast_possible_truncation)]
         let slot = &mut self.slots[((start / self.width) % len) as usize];
         // A wall clock stepped back lands in a newer bucket: keep the data there.
-        match slot {
-            // An old bucket's box takes the new one.
-            Some(bucket) if bucket.start < start => **bucket = Bucket::new(start),
-            Some(_) => {}
-            None => *slot = Some(Box::new(Bucket::new(start))),
+        let bucket = slot.get_or_insert_with(|| Box::new(Bucket::new(start)));
+        if bucket.start < start {
+            // The old bucket's box takes the new one.
+            **bucket = Bucket::new(start);
         }
-        slot.get_or_insert_with(|| Box::new(Bucket::new(start)))
+        bucket
     }
 
     /// The buckets of the last `count` widths up to `now`, oldest first.
