@@ -5,6 +5,9 @@
 //! Three resolutions keep the bucket count small (a sketch holds at least 128
 //! bins, about 1 KiB, once it has data): 10 s buckets for the 1 m window, 1 m
 //! for the 5 m window, 5 m for the 15 m and 1 h windows — 23 buckets a series.
+//! A bucket's sketch is sealed (kept encoded) once a newer bucket begins.
+
+use std::borrow::Cow;
 
 use sketches_ddsketch::{Config, DDSketch};
 
@@ -38,45 +41,96 @@ impl Bucket {
 }
 
 /// DDSketch with a 1 % relative-error guarantee on every quantile.
+///
+/// A sketch is open while its bucket fills and sealed once a newer bucket
+/// begins: then it is kept encoded with postcard, whose varints take a byte
+/// for a zero bin where the sketch holds eight. Bins come in chunks of 128, so
+/// a closed bucket of a few latencies took 1-2 KiB; sealed, it takes a few
+/// hundred bytes. Twenty of a series' 23 buckets are closed at any time.
 #[derive(Clone)]
-pub(crate) struct Sketch(DDSketch);
+pub(crate) enum Sketch {
+    Open(Box<DDSketch>),
+    Sealed(Box<[u8]>),
+}
+
+fn empty_sketch() -> DDSketch {
+    // alpha 1 %: the accuracy floor; 2,048 bins cover 1 µs to hours.
+    DDSketch::new(Config::new(0.01, 2048, 1e-9))
+}
 
 impl Default for Sketch {
     fn default() -> Self {
-        // alpha 1 %: the accuracy floor; 2,048 bins cover 1 µs to hours.
-        Self(DDSketch::new(Config::new(0.01, 2048, 1e-9)))
+        Self::Open(Box::new(empty_sketch()))
     }
 }
 
 impl std::fmt::Debug for Sketch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sketch")
-            .field("count", &self.0.count())
+            .field("count", &self.decoded().count())
+            .field("sealed", &matches!(self, Self::Sealed(_)))
             .finish()
     }
 }
 
 impl Sketch {
     pub(crate) fn add(&mut self, seconds: f64) {
-        self.0.add(seconds);
+        self.open().add(seconds);
     }
 
     pub(crate) fn merge(&mut self, other: &Sketch) {
         // Both sides share one configuration, the only reason merge can fail.
-        if let Err(e) = self.0.merge(&other.0) {
+        if let Err(e) = self.open().merge(&other.decoded()) {
             tracing::error!(error = %e, "latency sketches with different configurations");
         }
     }
 
     /// p50/p90/p95/p99, or `None` when empty.
     pub(crate) fn latency(&self) -> Option<Latency> {
-        let q = |q: f64| self.0.quantile(q).ok().flatten();
+        let sketch = self.decoded();
+        let q = |q: f64| sketch.quantile(q).ok().flatten();
         Some(Latency {
             p50: q(0.50)?,
             p90: q(0.90)?,
             p95: q(0.95)?,
             p99: q(0.99)?,
         })
+    }
+
+    /// Encodes an open sketch: its bucket takes no more values, bar a wall
+    /// clock stepped back (then `open` decodes it again).
+    fn seal(&mut self) {
+        let Self::Open(sketch) = self else {
+            return;
+        };
+        match postcard::to_allocvec(&**sketch) {
+            Ok(bytes) => *self = Self::Sealed(bytes.into_boxed_slice()),
+            // Kept open: it costs memory, not data.
+            Err(e) => tracing::error!(error = %e, "latency sketch not encoded"),
+        }
+    }
+
+    /// The sketch to add to, decoded first if it was sealed.
+    fn open(&mut self) -> &mut DDSketch {
+        if let Self::Sealed(_) = self {
+            *self = Self::Open(Box::new(self.decoded().into_owned()));
+        }
+        match self {
+            Self::Open(sketch) => sketch,
+            Self::Sealed(_) => unreachable!("opened just above"),
+        }
+    }
+
+    fn decoded(&self) -> Cow<'_, DDSketch> {
+        match self {
+            Self::Open(sketch) => Cow::Borrowed(&**sketch),
+            Self::Sealed(bytes) => Cow::Owned(postcard::from_bytes(bytes).unwrap_or_else(|e| {
+                // Only this module writes these bytes; should they ever fail to
+                // decode, the bucket reads as empty rather than stop the agent.
+                tracing::error!(error = %e, "sealed latency sketch unreadable");
+                empty_sketch()
+            })),
+        }
     }
 }
 
@@ -108,9 +162,21 @@ impl Ring {
         let len = self.slots.len() as u64;
         // The modulo is below `len`, a usize.
         #[allow(clippy::cast_possible_truncation)]
-        let slot = &mut self.slots[((start / self.width) % len) as usize];
+        let index = ((start / self.width) % len) as usize;
         // A wall clock stepped back lands in a newer bucket: keep the data there.
-        let bucket = slot.get_or_insert_with(|| Box::new(Bucket::new(start)));
+        let begins = self.slots[index]
+            .as_ref()
+            .is_none_or(|bucket| bucket.start < start);
+        if begins {
+            // The buckets before this one are closed (the one in its slot is
+            // replaced below).
+            for (i, bucket) in self.slots.iter_mut().enumerate() {
+                if let Some(bucket) = bucket.as_mut().filter(|b| i != index && b.start < start) {
+                    bucket.latency.seal();
+                }
+            }
+        }
+        let bucket = self.slots[index].get_or_insert_with(|| Box::new(Bucket::new(start)));
         if bucket.start < start {
             // The old bucket's box takes the new one.
             **bucket = Bucket::new(start);
@@ -278,6 +344,64 @@ mod tests {
                 "p{q}: {got} vs {exact}"
             );
         }
+    }
+
+    fn is_sealed(history: &History, ring: usize, start: u64) -> bool {
+        history.rings[ring]
+            .slots
+            .iter()
+            .flatten()
+            .find(|b| b.start == start)
+            .is_some_and(|b| matches!(b.latency, Sketch::Sealed(_)))
+    }
+
+    #[test]
+    fn a_closed_bucket_is_sealed_and_reads_the_same() {
+        let mut history = History::default();
+        // 1 ms to 1 s: about 350 bins of the 1 % mapping, three chunks of 128.
+        for i in 1..=1_000 {
+            history.record(T0, f64::from(i) / 1_000.0, i % 7 == 0);
+        }
+        let before = history.totals(T0 + 9, Window::OneMinute).merged;
+        assert!(!is_sealed(&history, 0, T0));
+
+        history.record(T0 + 10, 0.5, false);
+        assert!(is_sealed(&history, 0, T0), "the 10 s bucket closed");
+        assert!(!is_sealed(&history, 0, T0 + 10), "the new one is open");
+        assert!(!is_sealed(&history, 2, T0), "the 5 m bucket still fills");
+        let Some(Sketch::Sealed(bytes)) = history.rings[0]
+            .slots
+            .iter()
+            .flatten()
+            .find(|b| b.start == T0)
+            .map(|b| &b.latency)
+        else {
+            panic!("no sealed bucket at T0");
+        };
+        // Open, the bins alone took 384 × 8 bytes.
+        assert!(bytes.len() < 384 * 3, "{} bytes sealed", bytes.len());
+
+        let points = history.points(T0 + 10, Window::OneMinute);
+        let sealed = &points.iter().find(|b| b.start == T0).unwrap().latency;
+        assert_eq!(sealed.latency(), before.latency.latency());
+        let after = history.totals(T0 + 10, Window::OneMinute).merged;
+        assert_eq!((after.requests, after.errors), (1_001, before.errors));
+    }
+
+    #[test]
+    fn a_sealed_bucket_still_takes_a_late_value() {
+        let mut history = History::default();
+        history.record(T0, 0.1, false);
+        history.record(T0 + 10, 0.1, false);
+        assert!(is_sealed(&history, 0, T0));
+        // The wall clock stepped back into the closed bucket.
+        history.record(T0 + 5, 0.3, false);
+        assert!(!is_sealed(&history, 0, T0));
+        let points = history.points(T0 + 10, Window::OneMinute);
+        let bucket = points.iter().find(|b| b.start == T0).unwrap();
+        assert_eq!(bucket.requests, 2);
+        let latency = bucket.latency.latency().unwrap();
+        assert!((latency.p99 - 0.3).abs() / 0.3 <= 0.01, "{latency:?}");
     }
 
     #[test]
