@@ -15,6 +15,7 @@
 #   bash examples/bench/otlp-plateau.sh                  # SCALE=10 MINUTES=7
 #   SCALE=1 MINUTES=65 bash examples/bench/otlp-plateau.sh
 #   AGENT_BIN=/tmp/telltale-other bash examples/bench/otlp-plateau.sh
+#   EXTRA_TOML=$'[traces]\nquiet_period = "2s"' bash examples/bench/otlp-plateau.sh
 #
 # Prints a markdown table for BENCHMARKS.md.
 set -euo pipefail
@@ -45,7 +46,8 @@ start_agent "$AGENT_BIN" "[flame]
 bucket = \"${BUCKET_S}s\"
 retention = \"${RETENTION_S}s\"
 rollup_after = \"${ROLLUP_AFTER_S}s\"
-rollup_bucket = \"${ROLLUP_BUCKET_S}s\""
+rollup_bucket = \"${ROLLUP_BUCKET_S}s\"
+${EXTRA_TOML:-}"
 target/release/telltale-loadgen --protocol grpc --endpoint "http://127.0.0.1:$GRPC" \
     --duration "${MINUTES}m" --spans-per-request 100 --connections 2 --rate "$RATE" >"$WORK/report.json" &
 LOAD=$!

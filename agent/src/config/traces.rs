@@ -12,9 +12,14 @@ pub struct TracesConfig {
     /// traces). Default true; false is the benchmark baseline.
     pub enabled: bool,
     /// A trace whose root has arrived is complete after this long without a
-    /// new span. Default 2s: SDK batch exporters flush every 1–5 s (the
-    /// OpenTelemetry default is 5 s, the Telltale SDK's 1 s), and spans of one
-    /// request across services arrive within about one flush of each other.
+    /// new span. Default 1s. The root ends last, so what comes after it is
+    /// work that outlived the request or another process's spans, exported
+    /// on that process's own schedule: the Telltale SDK sends a batch 500 ms
+    /// after its first span, so its spans arrive within half a second of
+    /// the root's. The OpenTelemetry SDKs' default delay is 5 s, which no
+    /// quiet period short of that covers fully: raise it where services
+    /// using those SDKs report here. Each second of it holds a second of
+    /// spans in memory (about 2.5 MiB at 10,000 spans/s).
     #[serde(with = "humantime_serde")]
     pub quiet_period: Duration,
     /// A trace is complete at this age whatever arrives: a root that never
@@ -24,7 +29,7 @@ pub struct TracesConfig {
     pub max_age: Duration,
     /// Traces in flight at most; the oldest is evicted (and still analysed,
     /// marked partial) to make room. Default 10,000: at 1,000 requests/s with a
-    /// 2 s quiet period about 3,000 are in flight.
+    /// 1 s quiet period about 1,500 are in flight.
     pub max_traces: usize,
     /// Spans in flight at most, across traces; the oldest trace is evicted to
     /// make room. Default 200,000 (about 50 MiB at the ~260 bytes of RSS a
@@ -52,7 +57,7 @@ impl Default for TracesConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            quiet_period: Duration::from_secs(2),
+            quiet_period: Duration::from_secs(1),
             max_age: Duration::from_secs(30),
             max_traces: 10_000,
             max_spans: 200_000,

@@ -73,6 +73,26 @@ fn spans_from_several_batches_and_services_make_one_trace_after_the_quiet_period
 }
 
 #[test]
+fn the_default_quiet_period_waits_for_a_batch_sent_on_telltale_sdks_schedule() {
+    // telltale-sdk sends a batch 500 ms after its first span: another
+    // process's span that ended just before the root can arrive that much
+    // after it, plus the time on the wire.
+    let assembler = TraceAssembler::new(
+        &TracesConfig::default(),
+        Vec::new(),
+        TraceMetrics::default(),
+    );
+    let t0 = Instant::now();
+    assembler.add_spans(vec![(trace_id(9), span(1, None, "shop"))], t0);
+    let late = t0 + Duration::from_millis(700);
+    assert!(assembler.take_complete(late).is_empty());
+    assembler.add_spans(vec![(trace_id(9), span(2, Some(1), "billing"))], late);
+    let done = assembler.take_complete(late + TracesConfig::default().quiet_period);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].spans.len(), 2, "the late span joined its trace");
+}
+
+#[test]
 fn a_trace_without_root_completes_at_max_age_as_partial() {
     let assembler = TraceAssembler::new(&config(), Vec::new(), TraceMetrics::default());
     let t0 = Instant::now();

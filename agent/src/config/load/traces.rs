@@ -21,7 +21,7 @@ impl Source<'_> {
                     "quiet_period = {} would complete traces before their spans arrive",
                     humantime::format_duration(traces.quiet_period)
                 ),
-                "use at least 10ms; the default is 2s",
+                "use at least 10ms; the default is 1s",
             );
         }
         if traces.max_age < traces.quiet_period {
