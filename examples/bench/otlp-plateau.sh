@@ -59,6 +59,9 @@ gauge() { curl -fs "$ADMIN_URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 echo "### Memory plateau — $(date -u +%Y-%m-%d), $(nproc) cores, $RATE spans/s, flame buckets ${BUCKET_S} s kept ${RETENTION_S} s, ${ROLLUP_BUCKET_S} s wide past ${ROLLUP_AFTER_S} s (SCALE=$SCALE)"
 echo
+if [ -n "${EXTRA_TOML:-}" ]; then
+    printf 'Extra config: `%s`\n\n' "$(printf '%s' "$EXTRA_TOML" | tr '\n' ' ')"
+fi
 echo "| time | RSS MiB | of it anonymous | peak | spans in flight | flame stack bytes (upper bound) |"
 echo "|---:|---:|---:|---:|---:|---:|"
 started=$(date +%s)

@@ -14,9 +14,9 @@ pub struct TracesConfig {
     /// A trace whose root has arrived is complete after this long without a
     /// new span. Default 1s. The root ends last, so what comes after it is
     /// work that outlived the request or another process's spans, exported
-    /// on that process's own schedule: the Telltale SDK sends a batch 500 ms
-    /// after its first span, so its spans arrive within half a second of
-    /// the root's. The OpenTelemetry SDKs' default delay is 5 s, which no
+    /// on that process's own schedule: the Telltale SDK sends what it holds
+    /// every 500 ms, so its spans arrive within about half a second of the
+    /// root's. The OpenTelemetry SDKs' default delay is 5 s, which no
     /// quiet period short of that covers fully: raise it where services
     /// using those SDKs report here. Each second of it holds a second of
     /// spans in memory (about 2.5 MiB at 10,000 spans/s).

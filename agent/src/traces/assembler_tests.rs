@@ -74,9 +74,9 @@ fn spans_from_several_batches_and_services_make_one_trace_after_the_quiet_period
 
 #[test]
 fn the_default_quiet_period_waits_for_a_batch_sent_on_telltale_sdks_schedule() {
-    // telltale-sdk sends a batch 500 ms after its first span: another
-    // process's span that ended just before the root can arrive that much
-    // after it, plus the time on the wire.
+    // telltale-sdk sends what it holds every 500 ms: another process's span
+    // that ended just before the root can arrive that much after it, plus
+    // the time on the wire.
     let assembler = TraceAssembler::new(
         &TracesConfig::default(),
         Vec::new(),

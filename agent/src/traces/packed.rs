@@ -1,10 +1,10 @@
 //! A span's name and kept attributes packed into one record. A trace is
 //! held for the quiet period, so at 10,000 spans/s and the default 1 s some
-//! 10,000 spans are in flight. As a `String` and a list of boxed values a span took three to nine
-//! allocations and, measured in the agent, about 800 bytes; packed, about 420
-//! bytes (its share of the trace's bookkeeping and the allocator's rounding
-//! included); with repeated texts written once (below), about 260 bytes of
-//! RSS (BENCHMARKS.md, session 16).
+//! 10,000 spans are in flight. As a `String` and a list of boxed values a
+//! span took three to nine allocations and, measured in the agent, about
+//! 800 bytes; packed, about 420 bytes (its share of the trace's bookkeeping
+//! and the allocator's rounding included); with repeated texts written once
+//! (below), about 260 bytes of RSS (BENCHMARKS.md, session 16).
 //!
 //! The records of the spans of one trace that came in one batch lie in one
 //! buffer they share ([`Packer`]): one allocation for the group instead of one

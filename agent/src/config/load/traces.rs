@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Config, ConfigError, Source};
+use crate::config::TracesConfig;
 
 impl Source<'_> {
     pub(super) fn validate_traces(&self, raw: &Config) -> Result<(), ConfigError> {
@@ -14,6 +15,7 @@ impl Source<'_> {
                 .advice(advice))
         };
         let traces = &raw.traces;
+        let defaults = TracesConfig::default();
         if traces.quiet_period < Duration::from_millis(10) {
             return refuse(
                 "traces.quiet_period",
@@ -21,7 +23,10 @@ impl Source<'_> {
                     "quiet_period = {} would complete traces before their spans arrive",
                     humantime::format_duration(traces.quiet_period)
                 ),
-                "use at least 10ms; the default is 1s",
+                &format!(
+                    "use at least 10ms; the default is {}",
+                    humantime::format_duration(defaults.quiet_period)
+                ),
             );
         }
         if traces.max_age < traces.quiet_period {
@@ -32,7 +37,10 @@ impl Source<'_> {
                     humantime::format_duration(traces.max_age),
                     humantime::format_duration(traces.quiet_period)
                 ),
-                "max_age must be at least quiet_period; the default is 30s",
+                &format!(
+                    "max_age must be at least quiet_period; the default is {}",
+                    humantime::format_duration(defaults.max_age)
+                ),
             );
         }
         for (key, value) in [
